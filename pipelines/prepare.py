@@ -1,0 +1,253 @@
+"""Stage ``prepare``: ingest pairs, validate them, split them, write them at the working size.
+
+Reads the ``common`` and ``prepare`` blocks. Writes, all or nothing:
+- ``<out>/{train,val,test}/`` pair folders (PNG images and masks + ``manifest.csv``), an
+  optional ``<out>/unlabeled/`` folder, and ``<out>/config.json`` (the resolved config);
+- ``<reports>/validation.json`` and ``<reports>/data_docs/`` (GX Data Docs HTML);
+- ``<metrics>``: counts and foreground statistics per split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+
+from ganseg import io
+from ganseg.config.common import CommonConfig
+from ganseg.config.prepare import PrepareConfig
+from ganseg.data import pairs
+from ganseg.data.folder import PairPaths, list_images, pair_by_stem
+from ganseg.data.images import read_image
+from ganseg.data.masks import read_mask
+from ganseg.data.resize import fit_pair, pad_crop, resize_image
+from ganseg.data.split import SPLITS, assign_splits
+from ganseg.data.synthetic import generate_pair
+from ganseg.data.validation import validate_manifest
+from ganseg.errors import DataError, GansegError
+from pipelines.stage import DebugOption, ParamsOption, run_stage
+
+app = typer.Typer(help="Ingest, validate (great-expectations) and split the image/mask pairs.")
+
+DECODE_THREADS = 4  # PIL releases the GIL while decoding; more threads than cores hide I/O
+
+
+@app.callback(invoke_without_command=True)
+def prepare(
+    params: ParamsOption = Path("params.yaml"),
+    out: Annotated[Path, typer.Option(help="Folder for the split pair folders.")] = Path("data/prepared"),
+    reports: Annotated[Path, typer.Option(help="Folder for the validation report.")] = Path("reports/prepare"),
+    metrics: Annotated[Path, typer.Option(help="JSON file of counts and stats.")] = Path("metrics/prepare.json"),
+    debug: DebugOption = False,
+) -> None:
+    """Ingest, validate and split the pairs of ``prepare.source``."""
+    with run_stage("prepare", params, debug) as ctx:
+        common, cfg = ctx.params.common, ctx.params.prepare
+        records = synthetic_records(common, cfg) if cfg.source == "synthetic" else folder_records(common, cfg)
+        manifest = pd.DataFrame([r["row"] for r in records])
+        arrays = {r["row"]["pair_id"]: (r["image"], r["mask"]) for r in records if r["image"] is not None}
+
+        test_ids = read_test_list(cfg.split.test_list) if cfg.split.test_list else None
+        manifest["split"] = assign_splits(
+            manifest,
+            {"train": cfg.split.train, "val": cfg.split.val, "test": cfg.split.test},
+            seed=common.seed,
+            strata=cfg.split.strata,
+            test_ids=test_ids,
+        )
+        manifest["splits_sharing_content"] = manifest.groupby("content_hash")["split"].transform("nunique")
+
+        with tempfile.TemporaryDirectory(prefix="ganseg-docs-") as docs_tmp:
+            report = validate_manifest(manifest, cfg.validation, common.num_classes, Path(docs_tmp))
+            if not report.success:
+                saved = Path(tempfile.mkstemp(prefix="ganseg-validation-", suffix=".json")[1])
+                saved.write_text(json.dumps(report.result, indent=2))
+                first = report.critical[0]
+                others = len(report.critical) - 1
+                more = f"; {others} more failed expectation(s)" if others else ""
+                raise DataError(f"validation failed: {first.line()}{more} (full report: {saved})")
+            for finding in report.warnings:
+                print(f"warning: {finding.line()}", file=sys.stderr)
+
+            unlabeled = unlabeled_images(common, cfg) if cfg.folder.unlabeled_dir else []
+            summary = summarise(manifest, len(unlabeled), len(report.warnings), cfg.source)
+            with io.staged_dir(out) as staged:
+                write_splits(staged, manifest, arrays, common.num_classes)
+                if unlabeled:
+                    write_unlabeled(staged / "unlabeled", unlabeled)
+                ctx.save_resolved_config(staged)
+            with io.staged_dir(reports) as staged_reports:
+                io.write_json(staged_reports / "validation.json", report.result)
+                shutil.copytree(docs_tmp, staged_reports / "data_docs", dirs_exist_ok=True)
+        io.write_json(metrics, summary)
+
+        ctx.tracker.log_metrics(flat_metrics(summary))
+        ctx.tracker.log_artifact(reports / "validation.json", "validation")
+        ctx.tracker.log_artifact(out / "train" / pairs.MANIFEST, "manifests/train")
+        counts = ", ".join(f"{name} {summary['splits'][name]['pairs']}" for name in SPLITS)
+        print(f"prepare: {summary['pairs']} pairs ({counts}); unlabeled {len(unlabeled)}; -> {out}")
+
+
+# -- sources ---------------------------------------------------------------------------------
+def synthetic_records(common: CommonConfig, cfg: PrepareConfig) -> list[dict]:
+    records = []
+    for index in range(cfg.synthetic.num_images):
+        pair = generate_pair(cfg.synthetic, common.image_size, common.seed, index)
+        image = pair.image[:, :, None]
+        if common.channels == 3:
+            image = np.repeat(image, 3, axis=2)
+        mask = pair.mask.astype(np.uint8)
+        row = _row(pair.pair_id, f"synthetic:{index}", f"synthetic:{index}", image, mask)
+        row.update(source_mode="L", source_channels=1)
+        records.append({"row": row, "image": image, "mask": mask})
+    return records
+
+
+def folder_records(common: CommonConfig, cfg: PrepareConfig) -> list[dict]:
+    found = pair_by_stem(cfg.folder.images_dir, cfg.folder.masks_dir)
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        return list(pool.map(lambda p: _read_pair(p, common, cfg), found))
+
+
+def _read_pair(paths: PairPaths, common: CommonConfig, cfg: PrepareConfig) -> dict:
+    image = mask = None
+    facts: dict = {}
+    errors = []
+    if paths.image is not None:
+        try:
+            image, facts = read_image(paths.image, common.channels)
+        except DataError as exc:
+            errors.append(str(exc))
+    if paths.mask is not None:
+        try:
+            mask = read_mask(paths.mask, cfg.folder, common.num_classes)
+        except DataError as exc:
+            errors.append(str(exc))
+    row = _row(
+        paths.pair_id,
+        str(paths.image) if paths.image else None,
+        str(paths.mask) if paths.mask else None,
+        image,
+        mask,
+    )
+    row.update(source_mode=facts.get("mode"), source_channels=facts.get("source_channels"))
+    row["read_error"] = "; ".join(errors) or None
+    fitted_image = fitted_mask = None
+    if image is not None and mask is not None and image.shape[:2] == mask.shape:
+        fitted_image, fitted_mask = fit_pair(image, mask, common.image_size, cfg.resize_mode)
+    return {"row": row, "image": fitted_image, "mask": fitted_mask}
+
+
+def _row(pair_id: str, image_path, mask_path, image, mask) -> dict:
+    """A manifest row from the decoded source arrays (None where a file is missing)."""
+    image_h, image_w = image.shape[:2] if image is not None else (np.nan, np.nan)
+    mask_h, mask_w = mask.shape[:2] if mask is not None else (np.nan, np.nan)
+    return {
+        "pair_id": pair_id,
+        "image_path": image_path,
+        "mask_path": mask_path,
+        "read_error": None,
+        "image_height": image_h,
+        "image_width": image_w,
+        "mask_height": mask_h,
+        "mask_width": mask_w,
+        "mask_min_label": int(mask.min()) if mask is not None else np.nan,
+        "mask_max_label": int(mask.max()) if mask is not None else np.nan,
+        "foreground_fraction": float((mask > 0).mean()) if mask is not None else np.nan,
+        # Identical pixels = identical content, whatever the file name or format.
+        "content_hash": hashlib.sha256(image.tobytes()).hexdigest()[:16] if image is not None else f"missing:{pair_id}",
+    }
+
+
+def unlabeled_images(common: CommonConfig, cfg: PrepareConfig) -> list[tuple[str, np.ndarray]]:
+    found = list_images(cfg.folder.unlabeled_dir, "unlabeled")
+
+    def fit(item: tuple[str, Path]) -> tuple[str, np.ndarray]:
+        image, _ = read_image(item[1], common.channels)
+        if cfg.resize_mode == "resize":
+            return item[0], resize_image(image, common.image_size)
+        return item[0], pad_crop(image, common.image_size, reflect=True)
+
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        return list(pool.map(fit, sorted(found.items())))
+
+
+def read_test_list(path: Path) -> set[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise GansegError(f"{path}: cannot read prepare.split.test_list ({exc.strerror})") from None
+    ids = {Path(line.strip()).stem for line in lines if line.strip() and not line.startswith("#")}
+    if not ids:
+        raise GansegError(f"{path}: prepare.split.test_list lists no ids")
+    return ids
+
+
+# -- outputs ---------------------------------------------------------------------------------
+def write_splits(root: Path, manifest: pd.DataFrame, arrays: dict, num_classes: int) -> None:
+    for name in SPLITS:
+        folder = root / name
+        (folder / "images").mkdir(parents=True)
+        (folder / "masks").mkdir()
+        rows = manifest[manifest["split"] == name].sort_values("pair_id").copy()
+        rows["image"] = [f"images/{pid}.png" for pid in rows["pair_id"]]
+        rows["mask"] = [f"masks/{pid}.png" for pid in rows["pair_id"]]
+        final_fg = []
+        for pair_id in rows["pair_id"]:
+            image, mask = arrays[pair_id]
+            pairs.save_image(folder / "images" / f"{pair_id}.png", image)
+            pairs.save_mask(folder / "masks" / f"{pair_id}.png", mask, num_classes)
+            final_fg.append(float((mask > 0).mean()))
+        rows["foreground_fraction_final"] = final_fg
+        columns = ["pair_id", "image", "mask", "image_path", "mask_path", "image_height", "image_width",
+                   "source_mode", "source_channels", "foreground_fraction", "foreground_fraction_final",
+                   "content_hash"]
+        rows[columns].to_csv(folder / pairs.MANIFEST, index=False)
+
+
+def write_unlabeled(folder: Path, images: list[tuple[str, np.ndarray]]) -> None:
+    (folder / "images").mkdir(parents=True)
+    for image_id, image in images:
+        pairs.save_image(folder / "images" / f"{image_id}.png", image)
+    pd.DataFrame(
+        {"pair_id": [i for i, _ in images], "image": [f"images/{i}.png" for i, _ in images]}
+    ).to_csv(folder / pairs.MANIFEST, index=False)
+
+
+def summarise(manifest: pd.DataFrame, unlabeled: int, warnings: int, source: str) -> dict:
+    splits = {}
+    for name in SPLITS:
+        rows = manifest[manifest["split"] == name]
+        fg = rows["foreground_fraction"]
+        splits[name] = {
+            "pairs": int(len(rows)),
+            "foreground_mean": round(float(fg.mean()), 6) if len(rows) else None,
+            "foreground_min": round(float(fg.min()), 6) if len(rows) else None,
+            "foreground_max": round(float(fg.max()), 6) if len(rows) else None,
+            "empty_masks": int((fg == 0).sum()),
+        }
+    return {
+        "source": source,
+        "pairs": int(len(manifest)),
+        "unlabeled": unlabeled,
+        "validation_warnings": warnings,
+        "splits": splits,
+    }
+
+
+def flat_metrics(summary: dict) -> dict[str, float]:
+    out = {"prepare/pairs": summary["pairs"], "prepare/unlabeled": summary["unlabeled"]}
+    for name, stats in summary["splits"].items():
+        for key, value in stats.items():
+            if value is not None:
+                out[f"prepare/{name}_{key}"] = value
+    return out

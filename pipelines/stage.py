@@ -1,0 +1,85 @@
+"""What every stage command shares: params loading, the error edge, signals, tracking.
+
+A stage body runs inside :func:`run_stage`. User errors (:class:`GansegError`) become one
+line on stderr and exit code 1; anything unexpected also becomes one line unless ``--debug``
+asks for the traceback; Ctrl-C and SIGTERM end the MLflow run as KILLED and exit 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ganseg import io
+from ganseg.config import Params, load_params
+from ganseg.errors import GansegError
+
+ParamsOption = Annotated[Path, typer.Option("--params", help="The params file to read.")]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")]
+
+
+@dataclass
+class StageContext:
+    name: str
+    params: Params
+    params_path: Path
+    tracker: Any  # ganseg.tracking.StageRun, imported lazily (mlflow is slow to import)
+
+    def resolved_config(self) -> dict:
+        """The common block and this stage's block, every default filled in."""
+        return {
+            "common": self.params.common.model_dump(mode="json"),
+            self.name: getattr(self.params, self.name).model_dump(mode="json"),
+        }
+
+    def save_resolved_config(self, folder: Path) -> Path:
+        """Write the resolved config beside the stage's outputs and log it to MLflow."""
+        path = Path(folder) / "config.json"
+        io.write_json(path, self.resolved_config())
+        self.tracker.log_dict(self.resolved_config(), f"{self.name}_config.json")
+        return path
+
+
+def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def run_stage(name: str, params_path: Path, debug: bool = False) -> Iterator[StageContext]:
+    """Load params, open the stage's MLflow run, and turn failures into one-line errors."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        params = load_params(params_path)
+        from ganseg.tracking import StageRun
+
+        root = Path.cwd()
+        with StageRun(name, root, required=params.common.tracking_required) as tracker:
+            tracker.log_params(
+                {"common": params.common.model_dump(mode="json"),
+                 name: getattr(params, name).model_dump(mode="json")}
+                if hasattr(params, name) else {"common": params.common.model_dump(mode="json")}
+            )
+            yield StageContext(name=name, params=params, params_path=Path(params_path), tracker=tracker)
+    except GansegError as exc:
+        _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        _fail(f"stage '{name}' interrupted; outputs of this run were not written", 130)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the CLI edge: report, don't dump, unless --debug
+        if debug:
+            raise
+        _fail(f"{type(exc).__name__}: {exc} (stage '{name}'; re-run with --debug for the traceback)", 1)
+
+
+def _fail(message: str, code: int) -> None:
+    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    print(f"error: {first_line}", file=sys.stderr)
+    raise typer.Exit(code)

@@ -1,0 +1,104 @@
+"""The ``prepare`` block: where pairs come from, how they are checked, sized and split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ganseg.config.base import StrictModel
+
+
+class SyntheticSourceConfig(StrictModel):
+    """Procedural microscopy-like images with exact masks (see docs/data.md)."""
+
+    num_images: int = Field(160, ge=3, le=100_000)
+    nuclei_min: int = Field(3, ge=0, description="Fewest nuclei in one image.")
+    nuclei_max: int = Field(14, ge=1, description="Most nuclei in one image.")
+    radius_min: float = Field(0.05, gt=0, lt=0.5, description="Smallest nucleus radius, fraction of side.")
+    radius_max: float = Field(0.12, gt=0, lt=0.5, description="Largest nucleus radius, fraction of side.")
+    touching_fraction: float = Field(0.3, ge=0, le=1, description="Share of nuclei placed against another.")
+    debris_max: int = Field(4, ge=0, description="Unlabelled bright specks per image, at most.")
+    illumination: float = Field(0.45, ge=0, le=1, description="Strength of the uneven background.")
+    contrast_min: float = Field(0.25, gt=0, le=1, description="Dimmest nucleus over background.")
+    blur_sigma: float = Field(1.0, ge=0, description="Optical blur, pixels at 64 px side.")
+    noise_std: float = Field(0.06, ge=0, le=1, description="Sensor noise, fraction of full scale.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SyntheticSourceConfig":
+        if self.nuclei_min > self.nuclei_max:
+            raise ValueError("nuclei_min must not exceed nuclei_max")
+        if self.radius_min > self.radius_max:
+            raise ValueError("radius_min must not exceed radius_max")
+        return self
+
+
+class FolderSourceConfig(StrictModel):
+    """A user's folders of images and masks, matched by file stem."""
+
+    images_dir: Path | None = None
+    masks_dir: Path | None = None
+    unlabeled_dir: Path | None = Field(None, description="Optional images without masks.")
+    binarize: bool = Field(
+        True, description="Binarise masks by the documented rule; false = masks must be 0/1 or 0/255."
+    )
+    threshold: int = Field(127, ge=0, le=254, description="Mask value > threshold is foreground.")
+    invert: bool = Field(False, description="Swap foreground and background after binarising.")
+    class_colors: list[tuple[int, int, int]] | None = Field(
+        None, description="Multi-class RGB masks: colour of class i at index i (0 = background)."
+    )
+    ignore_value: int | None = Field(
+        255, description="Multi-class: label value mapped to background (VOC's border 255)."
+    )
+
+
+class SplitConfig(StrictModel):
+    train: float = Field(0.7, ge=0, le=1)
+    val: float = Field(0.15, ge=0, le=1)
+    test: float = Field(0.15, ge=0, le=1)
+    strata: int = Field(4, ge=1, le=20, description="Foreground-fraction bins to stratify over.")
+    test_list: Path | None = Field(
+        None, description="A text file of ids (one per line) that form the test split."
+    )
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "SplitConfig":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must sum to 1, they sum to {total:g}")
+        if self.train <= 0:
+            raise ValueError("train must be > 0")
+        return self
+
+
+class ValidationConfig(StrictModel):
+    foreground_min: float = Field(0.0, ge=0, le=1, description="Critical: least foreground per mask.")
+    foreground_max: float = Field(0.95, ge=0, le=1, description="Critical: most foreground per mask.")
+    warn_empty_masks: bool = Field(True, description="Soft: warn when a mask has no foreground.")
+    min_side: int = Field(16, ge=1, description="Critical: smallest accepted image side, pixels.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ValidationConfig":
+        if self.foreground_min > self.foreground_max:
+            raise ValueError("foreground_min must not exceed foreground_max")
+        return self
+
+
+class PrepareConfig(StrictModel):
+    source: Literal["synthetic", "folder"] = "synthetic"
+    synthetic: SyntheticSourceConfig = SyntheticSourceConfig()
+    folder: FolderSourceConfig = FolderSourceConfig()
+    resize_mode: Literal["resize", "pad_crop"] = Field(
+        "resize",
+        description="resize: scale to the side (bilinear image, nearest mask); pad_crop: centre "
+        "crop when larger, pad (reflect image, zero mask) when smaller.",
+    )
+    split: SplitConfig = SplitConfig()
+    validation: ValidationConfig = ValidationConfig()
+
+    @model_validator(mode="after")
+    def _folder_paths(self) -> "PrepareConfig":
+        if self.source == "folder" and (self.folder.images_dir is None or self.folder.masks_dir is None):
+            raise ValueError("source 'folder' needs folder.images_dir and folder.masks_dir")
+        return self

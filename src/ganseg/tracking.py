@@ -1,0 +1,344 @@
+"""Experiment tracking: the only module that imports mlflow.
+
+Store. By default a SQLite database at ``<root>/mlruns/mlflow.db`` (the model registry needs a
+database store) with artifacts under ``<root>/mlruns/artifacts``. ``MLFLOW_TRACKING_URI``
+overrides it (a team server, PostgreSQL, ...). The SQLite file is switched to WAL mode and
+opened with a long busy timeout so that parallel stages and queued experiments do not fail
+with "database is locked"; the first creation of the schema is serialised with a file lock.
+
+Grouping. All stage runs of one ``dvc repro`` (or one ``dvc exp run``) are nested under one
+parent run named ``pipeline <key>`` and share the tag ``ganseg.pipeline_run=<key>``. The key
+is ``GANSEG_PIPELINE_RUN`` when set (CI and scripts set it to group explicitly); otherwise the
+pid and start time of the nearest ancestor ``dvc`` process, which every stage of one
+invocation shares; a stage run by hand gets a fresh key.
+
+Failure policy. Tracking never costs the stage its own outputs: when the store is unreachable
+or a logging call fails, the stage warns once (one line) and carries on without tracking,
+unless ``common.tracking_required`` is true, in which case it fails before doing any work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ganseg.errors import GansegError
+
+# Keep every library from phoning home unless the user opted in explicitly.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+# An unreachable server should fail in seconds, not after minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+# Registering a model otherwise shells out to pip to infer requirements.
+os.environ.setdefault("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
+
+import mlflow  # noqa: E402
+from mlflow.entities import RunStatus  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+EXPERIMENT_NAME = "ganseg"
+PIPELINE_TAG = "ganseg.pipeline_run"
+STAGE_TAG = "ganseg.stage"
+ROLE_TAG = "ganseg.role"
+PID_TAG = "ganseg.pid"
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+class TrackingError(GansegError):
+    """The tracking store cannot be used and ``common.tracking_required`` is true."""
+
+
+def default_tracking_uri(root: Path) -> str:
+    db = (Path(root) / "mlruns" / "mlflow.db").resolve()
+    # pysqlite reads ``timeout`` from the URL: the busy timeout of every connection.
+    return f"sqlite:///{db}?timeout={SQLITE_BUSY_TIMEOUT_S}"
+
+
+def tracking_uri(root: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(root)
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _init_store(uri: str, artifact_root: Path) -> str:
+    """Make the store usable: schema created once, WAL on, experiment present."""
+    mlflow.set_tracking_uri(uri)
+    db = _sqlite_path(uri)
+    lock = db.with_suffix(".lock") if db else None
+    with _file_lock(lock) if lock else contextlib.nullcontext():
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(db, timeout=SQLITE_BUSY_TIMEOUT_S) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+        client = MlflowClient(uri)  # creates the schema on first use, under the lock
+        experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+        if experiment is None:
+            location = artifact_root.resolve().as_uri() if db is not None else None
+            return client.create_experiment(EXPERIMENT_NAME, artifact_location=location)
+        return experiment.experiment_id
+
+
+def pipeline_key() -> str:
+    """Identify the current pipeline invocation (see the module docstring)."""
+    explicit = os.environ.get("GANSEG_PIPELINE_RUN")
+    if explicit:
+        return explicit
+    pid = os.getppid()
+    for _ in range(8):  # stage <- sh <- dvc, a few more for wrappers such as `dvc exp`
+        stat = Path(f"/proc/{pid}/stat")
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            break
+        words = [Path(part.decode(errors="replace")).name for part in cmdline[:3]]
+        if "dvc" in words:
+            return f"dvc-{pid}-{fields[19]}"  # field 22 of stat: start time in clock ticks
+        pid = int(fields[1])
+        if pid <= 1:
+            break
+    return f"solo-{uuid.uuid4().hex[:12]}"
+
+
+class StageRun:
+    """One stage's MLflow run, nested under its pipeline run; a no-op when tracking is off.
+
+    Use as a context manager: the run ends FINISHED on success, FAILED on an exception and
+    KILLED on Ctrl-C / SIGTERM (the stage layer turns SIGTERM into KeyboardInterrupt).
+    """
+
+    def __init__(self, stage: str, root: Path, required: bool = False, run_name: str | None = None):
+        self.stage = stage
+        self.root = Path(root)
+        self.required = required
+        self.run_name = run_name or stage
+        self.run_id: str | None = None
+        self._client: MlflowClient | None = None
+        self._warned = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> StageRun:
+        try:
+            uri = tracking_uri(self.root)
+            experiment_id = _init_store(uri, self.root / "mlruns" / "artifacts")
+            self._client = MlflowClient(uri)
+            mark_dead_runs_killed(self._client, experiment_id)
+            key = pipeline_key()
+            parent_id = self._pipeline_parent(experiment_id, key)
+            tags = {
+                PIPELINE_TAG: key,
+                STAGE_TAG: self.stage,
+                ROLE_TAG: "stage",
+                PID_TAG: f"{os.uname().nodename}:{os.getpid()}",
+                "mlflow.parentRunId": parent_id,
+            }
+            run = self._client.create_run(experiment_id, run_name=self.run_name, tags=tags)
+            self.run_id = run.info.run_id
+        except Exception as exc:  # noqa: BLE001 - any store failure has the same policy
+            self._give_up(f"cannot open the tracking store ({_short(exc)})")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.run_id is None or self._client is None:
+            return
+        if exc_type is None:
+            status = RunStatus.to_string(RunStatus.FINISHED)
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = RunStatus.to_string(RunStatus.KILLED)
+        else:
+            status = RunStatus.to_string(RunStatus.FAILED)
+        self._call(self._client.set_terminated, self.run_id, status)
+
+    def _pipeline_parent(self, experiment_id: str, key: str) -> str:
+        assert self._client is not None
+        found = self._client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{PIPELINE_TAG}` = '{key}' and tags.`{ROLE_TAG}` = 'pipeline'",
+            max_results=1,
+        )
+        if found:
+            return found[0].info.run_id
+        parent = self._client.create_run(
+            experiment_id,
+            run_name=f"pipeline {key}",
+            tags={PIPELINE_TAG: key, ROLE_TAG: "pipeline"},
+        )
+        # The parent only groups; it holds no work of its own, so it is never left RUNNING.
+        self._client.set_terminated(parent.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        return parent.info.run_id
+
+    # -- failure policy ----------------------------------------------------------------------
+    def _give_up(self, reason: str) -> None:
+        if self.required:
+            raise TrackingError(
+                f"MLflow tracking at {tracking_uri(self.root)}: {reason} "
+                "(common.tracking_required is true)"
+            )
+        if not self._warned:
+            print(f"warning: tracking disabled for stage '{self.stage}': {reason}", file=sys.stderr)
+            self._warned = True
+        self.run_id = None
+
+    def _call(self, fn, *args, **kwargs) -> Any:
+        if self.run_id is None:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            self._give_up(f"{getattr(fn, '__name__', 'logging')} failed ({_short(exc)})")
+            return None
+
+    @property
+    def active(self) -> bool:
+        return self.run_id is not None
+
+    # -- logging -----------------------------------------------------------------------------
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        for key, value in tags.items():
+            self._call(self._client.set_tag, self.run_id, key, str(value))
+
+    def log_params(self, params: dict[str, Any], prefix: str = "") -> None:
+        flat = flatten(params, prefix)
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in flat.items()]
+        for start in range(0, len(items), 100):
+            self._call(self._client.log_batch, self.run_id, params=items[start : start + 100])
+
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        """The ``log(name, value, step)`` callable that training loops receive."""
+        self._call(self._client.log_metric, self.run_id, name, float(value), step=step or 0)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
+        for start in range(0, len(items), 500):
+            self._call(self._client.log_batch, self.run_id, metrics=items[start : start + 500])
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        path = Path(path)
+        if path.is_dir():
+            self._call(self._client.log_artifacts, self.run_id, str(path), artifact_path)
+        elif path.exists():
+            self._call(self._client.log_artifact, self.run_id, str(path), artifact_path)
+
+    def log_dict(self, data: dict, artifact_file: str) -> None:
+        self._call(self._client.log_dict, self.run_id, data, artifact_file)
+
+    # -- models ------------------------------------------------------------------------------
+    def log_model(
+        self,
+        model: Any,
+        *,
+        registered_name: str,
+        weights_file: Path,
+        config_file: Path,
+        input_example: Any,
+        output_example: Any,
+        tags: dict[str, str] | None = None,
+    ) -> str | None:
+        """Log ``model`` and register it as a new version of ``registered_name``.
+
+        The MLflow pytorch flavour is logged for the UI and for users who want
+        ``mlflow.pytorch.load_model``; ganseg itself never unpickles it: it loads the
+        ``weights_file`` (a state dict, ``weights_only=True``) and the JSON ``config_file``
+        stored beside it as extra files. Returns the registered version, or None untracked.
+        """
+        if self.run_id is None:
+            return None
+        import mlflow.pytorch
+        from mlflow.models import infer_signature
+
+        def _log() -> str:
+            with mlflow.start_run(run_id=self.run_id):
+                info = mlflow.pytorch.log_model(
+                    model,
+                    name="model",
+                    signature=infer_signature(input_example, output_example),
+                    input_example=input_example,
+                    extra_files=[str(weights_file), str(config_file)],
+                    pip_requirements=[f"torch=={_torch_version()}"],
+                    registered_model_name=registered_name,
+                    await_registration_for=30,
+                )
+            version = str(info.registered_model_version)
+            for key, value in (tags or {}).items():
+                self._client.set_model_version_tag(registered_name, version, key, str(value))
+            return version
+
+        return self._call(_log)
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__.split("+")[0]
+
+
+def mark_dead_runs_killed(client: MlflowClient, experiment_id: str) -> int:
+    """Runs left RUNNING by a process of this host that no longer exists become KILLED."""
+    host = os.uname().nodename
+    running = client.search_runs(
+        [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=500
+    )
+    killed = 0
+    for run in running:
+        owner = run.data.tags.get(PID_TAG, "")
+        node, _, pid = owner.rpartition(":")
+        if node != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        if not Path(f"/proc/{pid}").exists():
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            killed += 1
+    return killed
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists and paths become strings."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(value, default=str)
+        else:
+            out[name] = value
+    return out
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+
+warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
