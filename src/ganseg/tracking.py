@@ -43,9 +43,15 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 # Registering a model otherwise shells out to pip to infer requirements.
 os.environ.setdefault("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
 
+import logging  # noqa: E402
+
 import mlflow  # noqa: E402
 from mlflow.entities import RunStatus  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
+
+# Schema-migration chatter ("Creating initial MLflow database tables") is not for users.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 EXPERIMENT_NAME = "ganseg"
 PIPELINE_TAG = "ganseg.pipeline_run"
@@ -86,8 +92,11 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _init_store(uri: str, artifact_root: Path) -> str:
-    """Make the store usable: schema created once, WAL on, experiment present."""
+def _init_store(uri: str) -> str:
+    """Make the store usable: schema created once, WAL on, experiment present.
+
+    A SQLite store keeps its artifacts in ``artifacts/`` beside the database file.
+    """
     mlflow.set_tracking_uri(uri)
     db = _sqlite_path(uri)
     lock = db.with_suffix(".lock") if db else None
@@ -99,7 +108,7 @@ def _init_store(uri: str, artifact_root: Path) -> str:
         client = MlflowClient(uri)  # creates the schema on first use, under the lock
         experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
         if experiment is None:
-            location = artifact_root.resolve().as_uri() if db is not None else None
+            location = (db.parent / "artifacts").resolve().as_uri() if db is not None else None
             return client.create_experiment(EXPERIMENT_NAME, artifact_location=location)
         return experiment.experiment_id
 
@@ -146,7 +155,7 @@ class StageRun:
     def __enter__(self) -> StageRun:
         try:
             uri = tracking_uri(self.root)
-            experiment_id = _init_store(uri, self.root / "mlruns" / "artifacts")
+            experiment_id = _init_store(uri)
             self._client = MlflowClient(uri)
             mark_dead_runs_killed(self._client, experiment_id)
             key = pipeline_key()

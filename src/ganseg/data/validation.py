@@ -93,7 +93,10 @@ def validate_manifest(
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     import great_expectations as gx
 
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     site_root = Path(tempfile.mkdtemp(prefix="ganseg-gx-"))
     try:
         context.add_data_docs_site(

@@ -1,0 +1,38 @@
+"""Small builders shared by tests: crafted image/mask folders and params files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+
+def write_pair(images: Path, masks: Path, stem: str, size=(40, 48), seed: int = 0, fg_value: int = 255) -> None:
+    """A textured image and a blob mask of ``size`` (H, W)."""
+    rng = np.random.default_rng(seed)
+    images.mkdir(parents=True, exist_ok=True)
+    masks.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    image = rng.integers(0, 120, size=(h, w), dtype=np.uint8)
+    mask = np.zeros((h, w), dtype=np.uint8)
+    cy, cx = rng.integers(h // 4, 3 * h // 4), rng.integers(w // 4, 3 * w // 4)
+    yy, xx = np.mgrid[0:h, 0:w]
+    inside = (yy - cy) ** 2 + (xx - cx) ** 2 < (min(h, w) // 5) ** 2
+    image[inside] = 200
+    mask[inside] = fg_value
+    Image.fromarray(image).save(images / f"{stem}.png")
+    Image.fromarray(mask).save(masks / f"{stem}.png")
+
+
+def folder_dataset(root: Path, count: int = 12, **kwargs) -> tuple[Path, Path]:
+    images, masks = root / "images", root / "masks"
+    for index in range(count):
+        write_pair(images, masks, f"cell_{index:02d}", seed=index, **kwargs)
+    return images, masks
+
+
+def write_params(path: Path, blocks: dict) -> Path:
+    path.write_text(yaml.safe_dump(blocks, sort_keys=False))
+    return path

@@ -1,0 +1,149 @@
+"""The prepare command as a user runs it: outputs on success, one line and nothing on failure."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from pipelines.__main__ import app
+from tests.helpers import folder_dataset, write_pair, write_params
+
+runner = CliRunner()
+
+
+def _run(tmp_path: Path, params: Path):
+    args = ["prepare", "--params", str(params), "--out", str(tmp_path / "out"),
+            "--reports", str(tmp_path / "reports"), "--metrics", str(tmp_path / "metrics.json")]
+    return runner.invoke(app, args)
+
+
+def _error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_help_lists_the_stages():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and "prepare" in result.output
+
+
+def test_synthetic_source_writes_splits_reports_and_metrics(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path / "params.yaml", {"common": {"image_size": 32}, "prepare": {"synthetic": {"num_images": 20}}})
+    result = _run(tmp_path, params)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["pairs"] == 20 and sum(s["pairs"] for s in metrics["splits"].values()) == 20
+    manifest = pd.read_csv(tmp_path / "out" / "train" / "manifest.csv")
+    assert len(manifest) == metrics["splits"]["train"]["pairs"]
+    image = Image.open(tmp_path / "out" / "train" / manifest.loc[0, "image"])
+    mask = np.asarray(Image.open(tmp_path / "out" / "train" / manifest.loc[0, "mask"]))
+    assert image.size == (32, 32) and image.mode == "L" and set(np.unique(mask)) <= {0, 255}
+    resolved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert resolved["prepare"]["synthetic"]["num_images"] == 20 and resolved["common"]["seed"] == 42
+    assert (tmp_path / "reports" / "validation.json").exists()
+    assert (tmp_path / "reports" / "data_docs" / "index.html").exists()
+    assert not list(tmp_path.glob(".out.*")) and not list(tmp_path.glob(".reports.*"))
+
+
+def test_folder_source_rgb_unlabeled_and_pad_crop(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    images, masks = folder_dataset(tmp_path / "data", count=10)
+    (tmp_path / "unl").mkdir()
+    Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "unl" / "u1.jpg")
+    params = write_params(tmp_path / "params.yaml", {
+        "common": {"image_size": 32, "channels": 3},
+        "prepare": {"source": "folder", "resize_mode": "pad_crop",
+                    "folder": {"images_dir": str(images), "masks_dir": str(masks), "unlabeled_dir": str(tmp_path / "unl")}},
+    })
+    result = _run(tmp_path, params)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    first = next((out / "train" / "images").iterdir())
+    assert Image.open(first).mode == "RGB" and Image.open(first).size == (32, 32)
+    assert Image.open(out / "unlabeled" / "images" / "u1.png").size == (32, 32)
+
+
+def test_dsb_folder_prepares_all_pairs(tmp_path, monkeypatch, dsb_root):
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path / "params.yaml", {
+        "common": {"image_size": 64},
+        "prepare": {"source": "folder", "folder": {"images_dir": str(dsb_root / "images"), "masks_dir": str(dsb_root / "masks")}},
+    })
+    result = _run(tmp_path, params)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["pairs"] == 664
+    assert 0.05 < metrics["splits"]["train"]["foreground_mean"] < 0.3
+    assert abs(metrics["splits"]["test"]["pairs"] - 0.15 * 664) <= 2
+
+
+def _bad_folder(tmp_path: Path, problem: str) -> tuple[dict, str]:
+    images, masks = folder_dataset(tmp_path / "data", count=6)
+    folder = {"images_dir": str(images), "masks_dir": str(masks)}
+    if problem == "corrupt image":
+        (images / "cell_02.png").write_bytes(b"\x89PNG garbage")
+        return folder, "cell_02.png"
+    if problem == "image without mask":
+        (masks / "cell_03.png").unlink()
+        return folder, "cell_03.png"
+    if problem == "mask without image":
+        write_pair(tmp_path / "spare", masks, "orphan", seed=9)
+        return folder, "orphan.png"
+    if problem == "size mismatch":
+        Image.fromarray(np.zeros((10, 10), np.uint8)).save(masks / "cell_01.png")
+        return folder, "cell_01.png"
+    if problem == "non-binary mask":
+        Image.fromarray(np.arange(40 * 48, dtype=np.uint32).reshape(40, 48).astype(np.uint8)).save(masks / "cell_04.png")
+        return {**folder, "binarize": False}, "cell_04.png"
+    if problem == "empty folder":
+        for path in images.iterdir():
+            path.unlink()
+        return folder, str(images)
+    raise AssertionError(problem)
+
+
+@pytest.mark.parametrize(
+    "problem",
+    ["corrupt image", "image without mask", "mask without image", "size mismatch", "non-binary mask", "empty folder"],
+)
+def test_bad_input_one_line_naming_the_file_and_earlier_outputs_intact(tmp_path, monkeypatch, problem):
+    monkeypatch.chdir(tmp_path)
+    # An earlier good run's outputs must survive the failing run untouched.
+    good = write_params(tmp_path / "good.yaml", {"common": {"image_size": 32}, "prepare": {"synthetic": {"num_images": 10}}})
+    assert _run(tmp_path, good).exit_code == 0
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*"))
+    metrics_before = (tmp_path / "metrics.json").read_text()
+
+    folder, culprit = _bad_folder(tmp_path, problem)
+    params = write_params(tmp_path / "params.yaml", {"common": {"image_size": 32}, "prepare": {"source": "folder", "folder": folder}})
+    result = _run(tmp_path, params)
+    assert result.exit_code != 0
+    assert culprit in _error_line(result)
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "out").rglob("*")) == before
+    assert (tmp_path / "metrics.json").read_text() == metrics_before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    ("blocks", "key"),
+    [
+        ({"prepare": {"sorce": "folder"}}, "prepare.sorce"),
+        ({"common": {"seed": "abc"}}, "common.seed"),
+        ({"prepare": {"split": {"train": 0.8, "val": 0.3, "test": 0.1}}}, "prepare.split"),
+    ],
+)
+def test_bad_params_stop_before_any_work(tmp_path, monkeypatch, blocks, key):
+    monkeypatch.chdir(tmp_path)
+    result = _run(tmp_path, write_params(tmp_path / "params.yaml", blocks))
+    assert result.exit_code != 0
+    line = _error_line(result)
+    assert key in line and "params.yaml" in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "metrics.json").exists()
