@@ -182,7 +182,7 @@ class StageRun:
             status = RunStatus.to_string(RunStatus.KILLED)
         else:
             status = RunStatus.to_string(RunStatus.FAILED)
-        self._call(self._client.set_terminated, self.run_id, status)
+        self._call("set_terminated", self.run_id, status)
 
     def _pipeline_parent(self, experiment_id: str, key: str) -> str:
         assert self._client is not None
@@ -214,9 +214,11 @@ class StageRun:
             self._warned = True
         self.run_id = None
 
-    def _call(self, fn, *args, **kwargs) -> Any:
-        if self.run_id is None:
+    def _call(self, method: str, *args, **kwargs) -> Any:
+        """Call ``MlflowClient.<method>`` (or a callable) under the failure policy."""
+        if self.run_id is None or self._client is None:
             return None
+        fn = getattr(self._client, method) if isinstance(method, str) else method
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001
@@ -230,7 +232,7 @@ class StageRun:
     # -- logging -----------------------------------------------------------------------------
     def set_tags(self, tags: dict[str, Any]) -> None:
         for key, value in tags.items():
-            self._call(self._client.set_tag, self.run_id, key, str(value))
+            self._call("set_tag", self.run_id, key, str(value))
 
     def log_params(self, params: dict[str, Any], prefix: str = "") -> None:
         flat = flatten(params, prefix)
@@ -238,11 +240,11 @@ class StageRun:
 
         items = [Param(k, str(v)[:6000]) for k, v in flat.items()]
         for start in range(0, len(items), 100):
-            self._call(self._client.log_batch, self.run_id, params=items[start : start + 100])
+            self._call("log_batch", self.run_id, params=items[start : start + 100])
 
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:
         """The ``log(name, value, step)`` callable that training loops receive."""
-        self._call(self._client.log_metric, self.run_id, name, float(value), step=step or 0)
+        self._call("log_metric", self.run_id, name, float(value), step=step or 0)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric
@@ -250,17 +252,17 @@ class StageRun:
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
         for start in range(0, len(items), 500):
-            self._call(self._client.log_batch, self.run_id, metrics=items[start : start + 500])
+            self._call("log_batch", self.run_id, metrics=items[start : start + 500])
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         path = Path(path)
         if path.is_dir():
-            self._call(self._client.log_artifacts, self.run_id, str(path), artifact_path)
+            self._call("log_artifacts", self.run_id, str(path), artifact_path)
         elif path.exists():
-            self._call(self._client.log_artifact, self.run_id, str(path), artifact_path)
+            self._call("log_artifact", self.run_id, str(path), artifact_path)
 
     def log_dict(self, data: dict, artifact_file: str) -> None:
-        self._call(self._client.log_dict, self.run_id, data, artifact_file)
+        self._call("log_dict", self.run_id, data, artifact_file)
 
     # -- models ------------------------------------------------------------------------------
     def log_model(
