@@ -8,6 +8,7 @@ asks for the traceback; Ctrl-C and SIGTERM end the MLflow run as KILLED and exit
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -52,15 +53,25 @@ def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 @contextlib.contextmanager
-def run_stage(name: str, params_path: Path, debug: bool = False) -> Iterator[StageContext]:
-    """Load params, open the stage's MLflow run, and turn failures into one-line errors."""
+def run_stage(
+    name: str, params_path: Path, debug: bool = False, track: bool = True, run_name: str | None = None
+) -> Iterator[StageContext]:
+    """Load params, open the stage's MLflow run, and turn failures into one-line errors.
+
+    ``track=False`` gives a tracker whose calls do nothing (DDP ranks other than 0);
+    ``run_name`` names the MLflow run (default: the stage name).
+    """
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         params = load_params(params_path)
         from ganseg.tracking import StageRun
 
-        root = Path.cwd()
-        with StageRun(name, root, required=params.common.tracking_required) as tracker:
+        # Queued `dvc exp run`s execute in a temporary copy; DVC_ROOT names the real repo,
+        # whose mlruns/ must receive their runs.
+        root = Path(os.environ.get("DVC_ROOT") or Path.cwd())
+        run = StageRun(name, root, required=params.common.tracking_required, run_name=run_name)
+        # Never entered, a StageRun has no run id and every logging call is a no-op.
+        with run if track else contextlib.nullcontext(run) as tracker:
             tracker.log_params(
                 {"common": params.common.model_dump(mode="json"),
                  name: getattr(params, name).model_dump(mode="json")}

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,51 +45,104 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-@pytest.mark.slow
-def test_dvc_repro_runs_every_stage_then_is_a_no_op(tmp_path, monkeypatch):
-    repo = tmp_path / "repo"
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    """A committed copy of the repository whose params.yaml is shrunk to TINY."""
+    repo = tmp_path_factory.mktemp("e2e") / "repo"
     _copy_repo(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params = _merge(params, {k: v for k, v in TINY.items() if k in params})
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (repo / "dvc.lock").unlink(missing_ok=True)
-    env = dict(os.environ)
-    env.pop("MLFLOW_TRACKING_URI")  # the default store, under the copy's mlruns/
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "GANSEG_PIPELINE_RUN")}
     bin_dir = str(Path(sys.executable).parent)
-    env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHONPATH=f"{repo / 'src'}:{repo}", GANSEG_PIPELINE_RUN="e2e-1")
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHONPATH=f"{repo / 'src'}:{repo}",
+               VIRTUAL_ENV=str(Path(sys.executable).parents[1]))
     for command in (["git", "init", "-q"], ["git", "add", "-A"],
                     ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
         subprocess.run(command, cwd=repo, check=True, env=env)
+    return repo, env
 
+
+def _dvc(repo: Path, env: dict, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "dvc"), *args], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _mlflow_runs(repo: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ganseg")
+    return client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+@pytest.mark.slow
+def test_retrain_runs_every_stage_pushes_pulls_and_then_is_a_no_op(tiny_repo):
+    repo, env = tiny_repo
     # What CI runs: scripts/retrain.sh = dvc repro + metrics/params diff as markdown.
-    env["VIRTUAL_ENV"] = str(Path(sys.executable).parents[1])
-    run = subprocess.run(["bash", "scripts/retrain.sh", "HEAD"], cwd=repo, env=env, capture_output=True,
-                         text=True, timeout=1200)
+    run = subprocess.run(["bash", "scripts/retrain.sh", "HEAD"], cwd=repo, env={**env, "GANSEG_PIPELINE_RUN": "e2e-1"},
+                         capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summary = (repo / "reports" / "ci_summary.md").read_text()
     assert "## ganseg retrain" in summary and "| Path" in summary and "metrics/prepare.json" in summary
 
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    assert set(lock) >= {name for name in stages if "foreach" not in stages[name] and "matrix" not in stages[name]}
-    metrics = json.loads((repo / "metrics" / "prepare.json").read_text())
-    assert metrics["pairs"] == 24
+    expected = set()
+    for name, stage in stages.items():
+        items = stage.get("foreach") or []
+        expected |= {f"{name}@{item}" for item in items} if items else {name}
+    assert expected <= set(lock)
+    assert json.loads((repo / "metrics" / "prepare.json").read_text())["pairs"] == 24
 
-    # Every stage run of this invocation is nested under one pipeline run.
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{repo / 'mlruns' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("ganseg")
-    runs = client.search_runs([experiment.experiment_id])
+    # Every stage run of this invocation is nested under one pipeline run, none left RUNNING.
+    runs = _mlflow_runs(repo)
     parents = [r for r in runs if r.data.tags.get("ganseg.role") == "pipeline"]
     stage_runs = [r for r in runs if r.data.tags.get("ganseg.role") == "stage"]
     assert len(parents) == 1 and parents[0].data.tags["ganseg.pipeline_run"] == "e2e-1"
     assert {r.data.tags["mlflow.parentRunId"] for r in stage_runs} == {parents[0].info.run_id}
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert "prepare" in {r.data.tags["ganseg.stage"] for r in stage_runs}
+    assert {name.split("@")[0] for name in expected} <= {r.data.tags["ganseg.stage"] for r in stage_runs}
 
-    again = subprocess.run([f"{bin_dir}/dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    # Team storage: push the outputs to a DVC remote (a local directory here, S3 in docs),
+    # lose them, pull them back.
+    remote = repo.parent / "dvc-remote"
+    assert _dvc(repo, env, "remote", "add", "-d", "team", str(remote)).returncode == 0
+    pushed = _dvc(repo, env, "push")
+    assert pushed.returncode == 0, pushed.stderr[-2000:]
+    shutil.rmtree(repo / "data" / "prepared")
+    shutil.rmtree(repo / ".dvc" / "cache")
+    pulled = _dvc(repo, env, "pull")
+    assert pulled.returncode == 0, pulled.stderr[-2000:]
+    assert len(list((repo / "data" / "prepared" / "train" / "images").iterdir())) > 0
+
+    again = _dvc(repo, env, "repro")
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Running stage" not in again.stdout
-    status = subprocess.run([f"{bin_dir}/dvc", "status"], cwd=repo, env=env, capture_output=True, text=True)
-    assert "up to date" in status.stdout
+    assert "up to date" in _dvc(repo, env, "status").stdout
+
+
+@pytest.mark.slow
+def test_two_queued_experiments_run_and_are_tracked(tiny_repo):
+    repo, env = tiny_repo
+    for seed in (1, 2):
+        queued = _dvc(repo, env, "exp", "run", "--queue", "-S", f"common.seed={seed}", "--name", f"seed-{seed}")
+        assert queued.returncode == 0, queued.stderr[-2000:]
+    started = _dvc(repo, env, "queue", "start", "--jobs", "2")
+    assert started.returncode == 0, started.stderr[-2000:]
+    deadline = time.time() + 1500
+    while time.time() < deadline:
+        status = _dvc(repo, env, "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    _dvc(repo, env, "queue", "stop")
+    assert status.count("Success") == 2, status
+
+    shown = json.loads(_dvc(repo, env, "exp", "show", "--json").stdout)
+    names = {exp["name"] for baseline in shown for exp in (baseline.get("experiments") or [])}
+    assert {"seed-1", "seed-2"} <= names
+    runs = _mlflow_runs(repo)
+    per_experiment = {r.data.tags.get("ganseg.dvc_experiment") for r in runs if r.data.tags.get("ganseg.role") == "pipeline"}
+    assert {"seed-1", "seed-2"} <= per_experiment

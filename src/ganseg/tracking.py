@@ -29,6 +29,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 # Registering a model otherwise shells out to pip to infer requirements.
 os.environ.setdefault("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
+# Per-file download progress bars are noise in stage logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import logging  # noqa: E402
 
@@ -58,6 +61,7 @@ PIPELINE_TAG = "ganseg.pipeline_run"
 STAGE_TAG = "ganseg.stage"
 ROLE_TAG = "ganseg.role"
 PID_TAG = "ganseg.pid"
+DVC_EXP_TAG = "ganseg.dvc_experiment"
 SQLITE_BUSY_TIMEOUT_S = 60
 
 
@@ -109,7 +113,9 @@ def _init_store(uri: str) -> str:
         experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
         if experiment is None:
             location = (db.parent / "artifacts").resolve().as_uri() if db is not None else None
-            return client.create_experiment(EXPERIMENT_NAME, artifact_location=location)
+            # The UI then opens the experiment on its training-runs table, not the GenAI views.
+            kind = {"mlflow.experimentKind": "custom_model_development"}
+            return client.create_experiment(EXPERIMENT_NAME, artifact_location=location, tags=kind)
         return experiment.experiment_id
 
 
@@ -160,6 +166,7 @@ class StageRun:
             mark_dead_runs_killed(self._client, experiment_id)
             key = pipeline_key()
             parent_id = self._pipeline_parent(experiment_id, key)
+            experiment_name = os.environ.get("DVC_EXP_NAME")
             tags = {
                 PIPELINE_TAG: key,
                 STAGE_TAG: self.stage,
@@ -167,6 +174,8 @@ class StageRun:
                 PID_TAG: f"{os.uname().nodename}:{os.getpid()}",
                 "mlflow.parentRunId": parent_id,
             }
+            if experiment_name:  # set by `dvc exp run`: find a DVC experiment's runs by name
+                tags[DVC_EXP_TAG] = experiment_name
             run = self._client.create_run(experiment_id, run_name=self.run_name, tags=tags)
             self.run_id = run.info.run_id
         except Exception as exc:  # noqa: BLE001 - any store failure has the same policy
@@ -193,10 +202,14 @@ class StageRun:
         )
         if found:
             return found[0].info.run_id
+        experiment_name = os.environ.get("DVC_EXP_NAME")
+        tags = {PIPELINE_TAG: key, ROLE_TAG: "pipeline"}
+        if experiment_name:
+            tags[DVC_EXP_TAG] = experiment_name
         parent = self._client.create_run(
             experiment_id,
-            run_name=f"pipeline {key}",
-            tags={PIPELINE_TAG: key, ROLE_TAG: "pipeline"},
+            run_name=f"pipeline {experiment_name or key}",
+            tags=tags,
         )
         # The parent only groups; it holds no work of its own, so it is never left RUNNING.
         self._client.set_terminated(parent.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
@@ -301,7 +314,9 @@ class StageRun:
                     await_registration_for=30,
                 )
             version = str(info.registered_model_version)
-            for key, value in (tags or {}).items():
+            # Lets evaluate find the version of a local model file by its content.
+            all_tags = {WEIGHTS_SHA256_TAG: file_sha256(weights_file), **(tags or {})}
+            for key, value in all_tags.items():
                 self._client.set_model_version_tag(registered_name, version, key, str(value))
             return version
 
@@ -350,6 +365,154 @@ def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
 
+
+# -- model registry ------------------------------------------------------------------------------
+WEIGHTS_SHA256_TAG = "ganseg.weights_sha256"
+MODEL_URI_PREFIX = "models:/"
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model version, as ganseg needs it (no mlflow types leak out)."""
+
+    name: str
+    version: str
+    run_id: str | None
+    tags: dict[str, str]
+    aliases: tuple[str, ...]
+
+    @property
+    def uri(self) -> str:
+        return f"{MODEL_URI_PREFIX}{self.name}/{self.version}"
+
+
+def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
+    """``models:/name/3`` -> (name, "3", None); ``models:/name@champion`` -> (name, None, "champion")."""
+    body = uri.removeprefix(MODEL_URI_PREFIX).strip("/")
+    if not uri.startswith(MODEL_URI_PREFIX) or not body:
+        raise GansegError(f"{uri}: not a model URI (expected models:/<name>/<version> or models:/<name>@<alias>)")
+    if "@" in body:
+        name, _, alias = body.partition("@")
+        if name and alias and "/" not in alias:
+            return name, None, alias
+    else:
+        name, _, version = body.rpartition("/")
+        if name and version.isdigit():
+            return name, version, None
+    raise GansegError(f"{uri}: not a model URI (expected models:/<name>/<version> or models:/<name>@<alias>)")
+
+
+class Registry:
+    """The model registry of this project's tracking store: look-ups, aliases, model files.
+
+    Every failure to reach the store or a missing model/alias becomes a :class:`TrackingError`
+    (a one-line :class:`GansegError`); callers decide whether that stops the stage.
+    """
+
+    def __init__(self, root: Path):
+        self.uri = tracking_uri(Path(root))
+        try:
+            _init_store(self.uri)
+        except Exception as exc:  # noqa: BLE001 - any store failure reads the same to the user
+            raise TrackingError(f"MLflow registry at {self.uri}: cannot open the store ({_short(exc)})") from None
+        self._client = MlflowClient(self.uri, registry_uri=self.uri)
+
+    def _wrap(self, what: str, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            raise TrackingError(f"MLflow registry at {self.uri}: {what} failed ({_short(exc)})") from None
+
+    def _info(self, mv) -> ModelVersion:
+        return ModelVersion(
+            name=mv.name,
+            version=str(mv.version),
+            run_id=mv.run_id or None,
+            tags=dict(mv.tags or {}),
+            aliases=tuple(getattr(mv, "aliases", None) or ()),
+        )
+
+    def versions_of_file(self, name: str, path: Path) -> list[ModelVersion]:
+        """Versions of ``name`` whose weights file has the content of ``path``, newest first."""
+        sha = file_sha256(path)
+        found = self._wrap(
+            "searching model versions",
+            self._client.search_model_versions,
+            f"name = '{name}' and tags.`{WEIGHTS_SHA256_TAG}` = '{sha}'",
+        )
+        return sorted((self._info(mv) for mv in found), key=lambda v: -int(v.version))
+
+    def alias(self, name: str, alias: str) -> ModelVersion | None:
+        """The version ``alias`` points to, or None when the model or the alias does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._info(self._client.get_model_version_by_alias(name, alias))
+        except MlflowException as exc:
+            if "not found" in str(exc).lower() or "RESOURCE_DOES_NOT_EXIST" in str(exc):
+                return None
+            raise TrackingError(f"MLflow registry at {self.uri}: reading alias {name}@{alias} failed ({_short(exc)})") from None
+        except Exception as exc:  # noqa: BLE001
+            raise TrackingError(f"MLflow registry at {self.uri}: reading alias {name}@{alias} failed ({_short(exc)})") from None
+
+    def set_alias(self, name: str, alias: str, version: str) -> bool:
+        """Point ``alias`` at ``version``; False (and nothing written) when it already does."""
+        current = self.alias(name, alias)
+        if current is not None and current.version == str(version):
+            return False
+        self._wrap(f"setting alias {name}@{alias}", self._client.set_registered_model_alias, name, alias, str(version))
+        return True
+
+    def delete_alias(self, name: str, alias: str) -> bool:
+        """Remove ``alias``; False (and nothing written) when it does not exist."""
+        if self.alias(name, alias) is None:
+            return False
+        self._wrap(f"deleting alias {name}@{alias}", self._client.delete_registered_model_alias, name, alias)
+        return True
+
+    def set_version_tags(self, name: str, version: str, tags: dict[str, Any]) -> None:
+        for key, value in tags.items():
+            self._wrap("tagging a model version", self._client.set_model_version_tag, name, str(version), key, str(value))
+
+    def resolve(self, uri: str) -> ModelVersion:
+        """The version a ``models:/name/<version>`` or ``models:/name@<alias>`` URI names."""
+        name, version, alias = parse_model_uri(uri)
+        if alias is not None:
+            found = self.alias(name, alias)
+            if found is None:
+                raise TrackingError(f"{uri}: no such model or alias in the registry at {self.uri}")
+            return found
+        return self._info(self._wrap(f"looking up {uri}", self._client.get_model_version, name, version))
+
+    def download_model_files(self, version: ModelVersion, dest: Path) -> Path:
+        """Download only the weights and config files stored with ``version`` into ``dest``.
+
+        Returns the folder holding them (``weights_file`` and ``config_file`` of
+        :meth:`StageRun.log_model`); the pickled pytorch flavour is not downloaded.
+        """
+        import mlflow.artifacts
+
+        root = self._wrap(
+            f"locating {version.uri}", self._client.get_model_version_download_uri, version.name, version.version
+        )
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        folder = self._wrap(
+            f"downloading {version.uri}",
+            mlflow.artifacts.download_artifacts,
+            artifact_uri=f"{str(root).rstrip('/')}/extra_files",
+            dst_path=str(dest),
+        )
+        return Path(folder)
 
 
 warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
