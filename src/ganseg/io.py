@@ -2,7 +2,9 @@
 
 Everything is written to a temporary name in the destination's own directory (same file
 system, so the final ``os.replace`` is atomic), flushed and fsynced, then renamed. On any
-failure the temporary is removed, so no orphan is left for DVC to cache.
+failure the temporary is removed, so no orphan is left for DVC to cache. A SIGKILL cannot be
+caught, so temporaries carry their writer's pid and the next write of the same destination
+removes those whose writer is gone.
 """
 
 from __future__ import annotations
@@ -19,12 +21,32 @@ from typing import Any
 import torch
 
 
+def _temp_prefix(final: Path) -> str:
+    return f".{final.name}.{os.getpid()}."
+
+
+def remove_orphans(final: Path) -> int:
+    """Delete temporaries of ``final`` left by writers that were killed; returns the count."""
+    removed = 0
+    for orphan in Path(final).parent.glob(f".{Path(final).name}.*"):
+        pid = orphan.name[len(Path(final).name) + 2 :].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or Path(f"/proc/{pid}").exists():
+            continue
+        if orphan.is_dir():
+            shutil.rmtree(orphan, ignore_errors=True)
+        else:
+            orphan.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary file path beside ``final``; on success it replaces ``final``."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    remove_orphans(final)
+    handle, name = tempfile.mkstemp(prefix=_temp_prefix(final), suffix=".tmp", dir=final.parent)
     os.close(handle)
     temp = Path(name)
     try:
@@ -59,11 +81,12 @@ def staged_dir(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    remove_orphans(final)
+    staging = Path(tempfile.mkdtemp(prefix=_temp_prefix(final), suffix=".tmp", dir=final.parent))
     try:
         yield staging
         if final.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+            retired = Path(tempfile.mkdtemp(prefix=_temp_prefix(final), suffix=".old", dir=final.parent))
             os.replace(final, retired / final.name)
             os.replace(staging, final)
             shutil.rmtree(retired, ignore_errors=True)
