@@ -27,6 +27,27 @@ TINY = {
 }
 
 
+# Loaded into every Python process of the pipeline (dvc, each stage, mlflow): records any
+# connection attempt to a non-loopback address, then lets it fail as on an offline machine.
+SOCKET_GUARD = """
+import ipaddress, os, socket
+_connect = socket.socket.connect
+def _guarded(self, address):
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            with open(os.environ["GANSEG_SOCKET_LOG"], "a") as log:
+                log.write(f"{os.getpid()} {host}:{address[1]}\\n")
+            raise OSError(101, "network blocked by the test's socket guard")
+    return _connect(self, address)
+socket.socket.connect = _guarded
+"""
+
+
 def _copy_repo(dest: Path) -> None:
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                            cwd=REPO_ROOT, capture_output=True, check=True).stdout.split(b"\0")
@@ -56,8 +77,11 @@ def tiny_repo(tmp_path_factory):
     (repo / "dvc.lock").unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "GANSEG_PIPELINE_RUN")}
     bin_dir = str(Path(sys.executable).parent)
-    env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHONPATH=f"{repo / 'src'}:{repo}",
-               VIRTUAL_ENV=str(Path(sys.executable).parents[1]))
+    guard = repo.parent / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(SOCKET_GUARD)
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHONPATH=f"{guard}:{repo / 'src'}:{repo}",
+               VIRTUAL_ENV=str(Path(sys.executable).parents[1]), GANSEG_SOCKET_LOG=str(repo.parent / "sockets.log"))
     for command in (["git", "init", "-q"], ["git", "add", "-A"],
                     ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
         subprocess.run(command, cwd=repo, check=True, env=env)
@@ -121,6 +145,11 @@ def test_retrain_runs_every_stage_pushes_pulls_and_then_is_a_no_op(tiny_repo):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "Running stage" not in again.stdout
     assert "up to date" in _dvc(repo, env, "status").stdout
+
+    # Offline: the whole pipeline ran without trying to reach anything but loopback.
+    attempts = (repo.parent / "sockets.log").read_text().splitlines() if (repo.parent / "sockets.log").exists() else []
+    print(f"\nnon-loopback connection attempts during the pipeline: {len(attempts)}")
+    assert attempts == []
 
 
 @pytest.mark.slow
