@@ -1,0 +1,173 @@
+"""The Dice family (Dice, IoU, precision, recall) per image, mean over images and global over pixels.
+
+Inputs are label maps or scores as :mod:`ganseg.metrics.labels` describes; values are float64
+(N, C) tensors over the foreground classes. From per-class pixel counts TP, FP, FN:
+
+- Dice = 2TP / (2TP + FP + FN), IoU = TP / (TP + FP + FN),
+  precision = TP / (TP + FP), recall = TP / (TP + FN).
+- Empty convention: a ratio with a zero denominator is 1.0 when the class is absent from both
+  ``pred`` and ``target`` in that image (nothing to find, nothing found: Dice 1), else 0.0
+  (e.g. precision when nothing was predicted but the class is present).
+- Aggregates: ``mean`` = average of the per-image values (each image counts the same);
+  ``global`` = the ratio of counts summed over all images (each pixel counts the same; large
+  objects dominate). Both are reported because they rank models differently when object sizes
+  vary across images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from ganseg.metrics.boundary import hausdorff_per_image
+from ganseg.metrics.labels import foreground_classes, label_count, to_label_map, validate_label_maps
+
+OVERLAP_METRICS = ("dice", "iou", "precision", "recall")
+
+
+@dataclass(frozen=True)
+class ConfusionCounts:
+    """Per image and foreground class pixel counts, int64 (N, C) each."""
+
+    tp: torch.Tensor
+    fp: torch.Tensor
+    fn: torch.Tensor
+
+    def pooled(self) -> ConfusionCounts:
+        """Counts summed over images, kept as one row (1, C): for global values."""
+        return ConfusionCounts(self.tp.sum(0, keepdim=True), self.fp.sum(0, keepdim=True), self.fn.sum(0, keepdim=True))
+
+
+def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> ConfusionCounts:
+    """TP/FP/FN per image and foreground class, from one bincount over (image, pred, target)."""
+    labels = to_label_map(pred, num_classes)
+    validate_label_maps(labels, target, num_classes)
+    count = label_count(num_classes)
+    n = target.shape[0]
+    # confusion[i, p, t] = pixels of image i predicted p whose true label is t
+    codes = (torch.arange(n, device=target.device).view(n, 1, 1) * count + labels) * count + target.long()
+    confusion = torch.bincount(codes.flatten(), minlength=n * count * count).view(n, count, count)
+    classes = foreground_classes(num_classes)
+    tp = confusion.diagonal(dim1=1, dim2=2)[:, classes]
+    predicted = confusion.sum(dim=2)[:, classes]  # TP + FP
+    actual = confusion.sum(dim=1)[:, classes]  # TP + FN
+    return ConfusionCounts(tp=tp, fp=predicted - tp, fn=actual - tp)
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, counts: ConfusionCounts) -> torch.Tensor:
+    both_empty = (counts.tp + counts.fp + counts.fn) == 0
+    value = numerator.double() / denominator.double().clamp(min=1)
+    return torch.where(denominator == 0, both_empty.double(), value)
+
+
+def dice_from_counts(c: ConfusionCounts) -> torch.Tensor:
+    return _ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn, c)
+
+
+def iou_from_counts(c: ConfusionCounts) -> torch.Tensor:
+    return _ratio(c.tp, c.tp + c.fp + c.fn, c)
+
+
+def precision_from_counts(c: ConfusionCounts) -> torch.Tensor:
+    return _ratio(c.tp, c.tp + c.fp, c)
+
+
+def recall_from_counts(c: ConfusionCounts) -> torch.Tensor:
+    return _ratio(c.tp, c.tp + c.fn, c)
+
+
+_FROM_COUNTS = {
+    "dice": dice_from_counts,
+    "iou": iou_from_counts,
+    "precision": precision_from_counts,
+    "recall": recall_from_counts,
+}
+
+
+def dice_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Dice per image and foreground class -> (N, C) float64."""
+    return dice_from_counts(confusion_counts(pred, target, num_classes))
+
+
+def iou_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """IoU (Jaccard) per image and foreground class -> (N, C) float64."""
+    return iou_from_counts(confusion_counts(pred, target, num_classes))
+
+
+def precision_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Pixel precision per image and foreground class -> (N, C) float64."""
+    return precision_from_counts(confusion_counts(pred, target, num_classes))
+
+
+def recall_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Pixel recall (sensitivity) per image and foreground class -> (N, C) float64."""
+    return recall_from_counts(confusion_counts(pred, target, num_classes))
+
+
+@dataclass(frozen=True)
+class SegmentationReport:
+    """Per-image values and their aggregates for one prediction set.
+
+    ``per_image[name]``: (N, C); ``global_values[name]``: (C,) from pooled pixel counts (overlap
+    metrics only; a distance has no pixel-pooled form). ``classes[j]`` labels column j.
+    """
+
+    classes: tuple[int, ...]
+    per_image: dict[str, torch.Tensor]
+    global_values: dict[str, torch.Tensor]
+
+    def mean(self) -> dict[str, torch.Tensor]:
+        """Per-class means over images: name -> (C,)."""
+        return {name: values.mean(dim=0) for name, values in self.per_image.items()}
+
+    def summary(self, prefix: str = "eval/") -> dict[str, float]:
+        """Flat, namespaced floats: ``eval/dice`` (mean over images, then over foreground classes),
+        ``eval/dice_global``, and ``eval/dice_class{c}`` per class when there are several."""
+        out: dict[str, float] = {}
+        for name, per_class in self.mean().items():
+            out[f"{prefix}{name}"] = float(per_class.mean())
+            if name in self.global_values:
+                out[f"{prefix}{name}_global"] = float(self.global_values[name].mean())
+            if len(self.classes) > 1:
+                for column, cls in enumerate(self.classes):
+                    out[f"{prefix}{name}_class{cls}"] = float(per_class[column])
+        return out
+
+    def table(self, ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per image; columns ``dice`` (binary) or ``dice_class{c}`` (multi-class), etc."""
+        columns = {}
+        for name, values in self.per_image.items():
+            if len(self.classes) == 1:
+                columns[name] = values[:, 0].cpu().numpy()
+            else:
+                for column, cls in enumerate(self.classes):
+                    columns[f"{name}_class{cls}"] = values[:, column].cpu().numpy()
+        frame = pd.DataFrame(columns)
+        if ids is not None:
+            if len(ids) != len(frame):
+                raise ValueError(f"{len(ids)} ids for {len(frame)} images")
+            frame.insert(0, "pair_id", list(ids))
+        return frame
+
+
+def segmentation_report(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    boundary: bool = True,
+    spacing: tuple[float, float] = (1.0, 1.0),
+) -> SegmentationReport:
+    """Dice, IoU, precision, recall (and HD95 when ``boundary``) per image, with global values."""
+    labels = to_label_map(pred, num_classes)
+    counts = confusion_counts(labels, target, num_classes)
+    pooled = counts.pooled()
+    per_image = {name: fn(counts) for name, fn in _FROM_COUNTS.items()}
+    global_values = {name: fn(pooled)[0] for name, fn in _FROM_COUNTS.items()}
+    if boundary:
+        per_image["hd95"] = hausdorff_per_image(labels, target, num_classes, percentile=95.0, spacing=spacing)
+    return SegmentationReport(
+        classes=tuple(foreground_classes(num_classes)), per_image=per_image, global_values=global_values
+    )

@@ -1,0 +1,196 @@
+"""Dice family: analytic cases, empty conventions, and torchmetrics on random label maps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchmetrics.functional.classification import (
+    binary_precision,
+    binary_recall,
+    multiclass_jaccard_index,
+    multiclass_precision,
+    multiclass_recall,
+)
+from torchmetrics.functional.segmentation import dice_score, mean_iou
+
+from ganseg.metrics.segmentation import (
+    confusion_counts,
+    dice_per_image,
+    iou_per_image,
+    precision_per_image,
+    recall_per_image,
+    segmentation_report,
+)
+
+PER_IMAGE = {
+    "dice": dice_per_image,
+    "iou": iou_per_image,
+    "precision": precision_per_image,
+    "recall": recall_per_image,
+}
+
+
+def _square(size: int, top: int, left: int, side: int) -> torch.Tensor:
+    mask = torch.zeros(size, size, dtype=torch.uint8)
+    mask[top : top + side, left : left + side] = 1
+    return mask
+
+
+def _random_label_maps(n: int, size: int, num_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blobby random label maps (smooth noise, quantised) so every class appears in each image."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = max(num_classes, 2)
+
+    def draw() -> torch.Tensor:
+        noise = torch.rand(n, 1, size // 4, size // 4, generator=generator)
+        smooth = torch.nn.functional.interpolate(noise, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+        return (smooth * labels).long().clamp(max=labels - 1)
+
+    target = draw()
+    pred = torch.where(torch.rand(n, size, size, generator=generator) < 0.7, target, draw())
+    return pred, target
+
+
+def test_half_overlapping_squares_give_the_textbook_values():
+    # pred and target: 10x10 squares, shifted by 5 columns -> TP 50, FP 50, FN 50
+    pred = _square(32, 4, 4, 10)[None]
+    target = _square(32, 4, 9, 10)[None]
+    counts = confusion_counts(pred, target, num_classes=1)
+    assert (counts.tp.item(), counts.fp.item(), counts.fn.item()) == (50, 50, 50)
+    assert dice_per_image(pred, target, 1).item() == pytest.approx(0.5)
+    assert iou_per_image(pred, target, 1).item() == pytest.approx(1 / 3)
+    assert precision_per_image(pred, target, 1).item() == pytest.approx(0.5)
+    assert recall_per_image(pred, target, 1).item() == pytest.approx(0.5)
+
+
+def test_prediction_inside_target_has_full_precision_partial_recall():
+    pred = _square(32, 10, 10, 4)[None]  # 16 px inside the 64 px target
+    target = _square(32, 8, 8, 8)[None]
+    assert precision_per_image(pred, target, 1).item() == 1.0
+    assert recall_per_image(pred, target, 1).item() == pytest.approx(16 / 64)
+    assert dice_per_image(pred, target, 1).item() == pytest.approx(2 * 16 / (16 + 64))
+
+
+@pytest.mark.parametrize(
+    ("pred_empty", "target_empty", "expected"),
+    [
+        (True, True, {"dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0}),
+        (True, False, {"dice": 0.0, "iou": 0.0, "precision": 0.0, "recall": 0.0}),
+        (False, True, {"dice": 0.0, "iou": 0.0, "precision": 0.0, "recall": 0.0}),
+    ],
+)
+def test_empty_mask_conventions(pred_empty, target_empty, expected):
+    square = _square(16, 2, 2, 5)[None]
+    empty = torch.zeros_like(square)
+    pred = empty if pred_empty else square
+    target = empty if target_empty else square
+    for name, fn in PER_IMAGE.items():
+        assert fn(pred, target, 1).item() == expected[name], name
+
+
+def test_perfect_prediction_scores_one():
+    _, target = _random_label_maps(3, 32, 4, seed=0)
+    for name, fn in PER_IMAGE.items():
+        assert torch.equal(fn(target, target, 4), torch.ones(3, 3, dtype=torch.float64)), name
+
+
+@pytest.mark.parametrize("num_classes", [1, 3, 5])
+def test_per_image_values_match_torchmetrics_on_random_label_maps(num_classes):
+    pred, target = _random_label_maps(6, 40, num_classes, seed=num_classes)
+    k = max(num_classes, 2)
+    ours = {name: fn(pred, target, num_classes) for name, fn in PER_IMAGE.items()}
+    assert ours["dice"].shape == (6, k - 1)
+
+    reference_dice = dice_score(
+        pred, target, num_classes=k, include_background=False, average="none", input_format="index"
+    )
+    reference_iou = mean_iou(pred, target, num_classes=k, include_background=False, per_class=True, input_format="index")
+    if num_classes == 1:
+        reference_precision = binary_precision(pred, target, multidim_average="samplewise")[:, None]
+        reference_recall = binary_recall(pred, target, multidim_average="samplewise")[:, None]
+    else:
+        kwargs = {"num_classes": k, "average": None, "multidim_average": "samplewise"}
+        reference_precision = multiclass_precision(pred, target, **kwargs)[:, 1:]
+        reference_recall = multiclass_recall(pred, target, **kwargs)[:, 1:]
+    # every class occurs in every image here, so no empty-mask convention is involved
+    assert (target.flatten(1)[:, None, :] == torch.arange(1, k)[None, :, None]).any(-1).all()
+    torch.testing.assert_close(ours["dice"], reference_dice.double(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(ours["iou"], reference_iou.double(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(ours["precision"], reference_precision.double(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(ours["recall"], reference_recall.double(), rtol=1e-6, atol=1e-7)
+
+
+def test_global_values_match_torchmetrics_pooled_over_pixels():
+    pred, target = _random_label_maps(5, 32, 3, seed=7)
+    report = segmentation_report(pred, target, num_classes=3, boundary=False)
+    kwargs = {"num_classes": 3, "average": None, "multidim_average": "global"}
+    torch.testing.assert_close(report.global_values["precision"], multiclass_precision(pred, target, **kwargs)[1:].double())
+    torch.testing.assert_close(report.global_values["recall"], multiclass_recall(pred, target, **kwargs)[1:].double())
+    torch.testing.assert_close(
+        report.global_values["iou"], multiclass_jaccard_index(pred, target, num_classes=3, average=None)[1:].double()
+    )
+    reference_dice = dice_score(
+        pred, target, 3, include_background=False, average="none", input_format="index", aggregation_level="global"
+    )
+    torch.testing.assert_close(report.global_values["dice"], reference_dice.reshape(-1).double())
+
+
+def test_mean_and_global_differ_when_object_sizes_differ():
+    # image 0: big object found perfectly; image 1: small object missed entirely
+    pred = torch.stack([_square(32, 0, 0, 20), torch.zeros(32, 32, dtype=torch.uint8)])
+    target = torch.stack([_square(32, 0, 0, 20), _square(32, 10, 10, 2)])
+    report = segmentation_report(pred, target, 1, boundary=False)
+    assert report.mean()["dice"].item() == pytest.approx(0.5)  # (1 + 0) / 2
+    assert report.global_values["dice"].item() == pytest.approx(2 * 400 / (400 + 404))
+
+
+def test_empty_images_count_as_agreement_in_the_mean():
+    pred = torch.stack([_square(16, 0, 0, 4), torch.zeros(16, 16, dtype=torch.uint8)])
+    target = torch.stack([_square(16, 0, 0, 4), torch.zeros(16, 16, dtype=torch.uint8)])
+    assert dice_per_image(pred, target, 1).flatten().tolist() == [1.0, 1.0]
+
+
+def test_probabilities_and_logits_are_reduced_to_label_maps():
+    pred, target = _random_label_maps(4, 24, 1, seed=3)
+    probabilities = torch.where(pred.bool(), 0.9, 0.2).float()
+    torch.testing.assert_close(dice_per_image(probabilities, target, 1), dice_per_image(pred, target, 1))
+    torch.testing.assert_close(dice_per_image(probabilities[:, None], target, 1), dice_per_image(pred, target, 1))
+    pred3, target3 = _random_label_maps(4, 24, 3, seed=4)
+    logits = torch.nn.functional.one_hot(pred3, 3).permute(0, 3, 1, 2).float() * 5 - 2
+    torch.testing.assert_close(iou_per_image(logits, target3, 3), iou_per_image(pred3, target3, 3))
+
+
+def test_binary_logits_are_rejected_with_the_fix():
+    target = torch.zeros(1, 8, 8, dtype=torch.long)
+    with pytest.raises(ValueError, match="sigmoid"):
+        dice_per_image(torch.randn(1, 8, 8) * 5, target, 1)
+
+
+@pytest.mark.parametrize(
+    ("pred", "target", "message"),
+    [
+        (torch.zeros(2, 8, 8, dtype=torch.long), torch.zeros(2, 8, 9, dtype=torch.long), "differ in shape"),
+        (torch.zeros(1, 8, 8, dtype=torch.long), torch.full((1, 8, 8), 255, dtype=torch.uint8), "outside 0..1"),
+        (torch.full((1, 8, 8), 3), torch.zeros(1, 8, 8, dtype=torch.long), "pred has labels outside 0..2"),
+    ],
+)
+def test_invalid_label_maps_are_named(pred, target, message):
+    num_classes = 3 if "0..2" in message else 1
+    with pytest.raises(ValueError, match=message):
+        dice_per_image(pred, target, num_classes)
+
+
+def test_report_summary_and_table():
+    pred, target = _random_label_maps(3, 32, 3, seed=9)
+    report = segmentation_report(pred, target, num_classes=3)
+    summary = report.summary()
+    assert report.classes == (1, 2)
+    assert summary["eval/dice"] == pytest.approx(float(dice_per_image(pred, target, 3).mean()))
+    assert {"eval/dice_global", "eval/dice_class1", "eval/dice_class2", "eval/hd95", "eval/hd95_class2"} <= set(summary)
+    assert "eval/hd95_global" not in summary  # distances have no pixel-pooled form
+    table = report.table(ids=["a", "b", "c"])
+    assert list(table["pair_id"]) == ["a", "b", "c"]
+    assert table["dice_class2"].tolist() == pytest.approx(report.per_image["dice"][:, 1].tolist())
+    binary = segmentation_report(pred.clamp(max=1), target.clamp(max=1), num_classes=1, boundary=False)
+    assert list(binary.table().columns) == ["dice", "iou", "precision", "recall"]
+    assert "eval/dice_class1" not in binary.summary()
