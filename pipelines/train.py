@@ -1,0 +1,348 @@
+"""Stage ``train``: a U-Net on the prepared real pairs, plus synthetic pairs when given.
+
+Reads the ``common`` and ``train`` blocks. ``--variant`` names the run (dvc.yaml trains
+``real`` and ``synthetic``); ``--synthetic DIR`` adds that pair folder's pairs at
+``train.synthetic_ratio`` synthetic pairs per real pair per epoch (see docs/training.md).
+
+Writes (rank 0 only, each file atomically):
+- ``models/unet_<variant>.pt``: the model file of the best epoch (``ganseg.models.model_file``),
+  and ``models/unet_<variant>.json``: the resolved config it was trained with;
+- ``metrics/train_<variant>.json``: best validation Dice and the facts of the run;
+- ``plots/train_<variant>.csv``: one row per epoch (the DVC plots file);
+- ``reports/train_<variant>/``: validation overlay grid and loss/Dice curves (PNG);
+- ``checkpoints/train_<variant>/``: the resumable checkpoint while training (not a DVC output:
+  DVC deletes outputs before a stage runs, and the checkpoint must survive a kill). It is
+  removed once the outputs above are written.
+
+MLflow: params, per-epoch ``train/*`` and ``val/*`` metrics, the overlay grid and curves, and
+the model registered as ``ganseg-unet`` (tagged with the variant).
+
+Data parallel: ``torchrun --nproc_per_node=N -m pipelines train ...``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from ganseg import io
+from ganseg.config.common import CommonConfig
+from ganseg.config.train import TrainConfig
+from ganseg.data.pairs import PairTensors, load_pairs
+from ganseg.errors import DataError
+from ganseg.models import UNetConfig, build_unet
+from ganseg.models.model_file import bare_module, read_model_file, save_unet
+from ganseg.models.pretrained import find_pretrained, read_state_dict
+from ganseg.runtime import seed_everything, select_device, select_precision
+from ganseg.training import distributed
+from ganseg.training.checkpoint import CheckpointManager, TrainState, fingerprint
+from ganseg.training.data import EpochSampler, PairDataset, build_augmentation
+from ganseg.training.dice import logits_to_labels
+from ganseg.training.early_stopping import EarlyStopping
+from ganseg.training.hardware import configure_backends, maybe_compile, memory_format_for
+from ganseg.training.history import HistoryWriter, plot_history
+from ganseg.training.loop import SegmentationStep, fit, resume
+from ganseg.training.losses import SegmentationLoss
+from ganseg.training.optim import build_optimizer, build_scheduler
+from ganseg.training.validation import evaluate_dice, overlay_grid, predict_logits
+from pipelines.stage import DebugOption, ParamsOption, run_stage
+
+app = typer.Typer(help="Train the U-Net on the prepared pairs (plus synthetic pairs with --synthetic).")
+
+REGISTERED_NAME = "ganseg-unet"
+# Keys that do not change what is trained: a checkpoint stays resumable across them.
+NOT_FINGERPRINTED = {"common": {"device", "precision", "tracking_required"},
+                     "train": {"resume", "num_workers", "overlay_images", "val_batch_size", "compile",
+                               "channels_last", "cudnn_benchmark"}}
+
+
+@app.callback(invoke_without_command=True)
+def train(
+    params: ParamsOption = Path("params.yaml"),
+    variant: Annotated[str, typer.Option(help="Name of this run's outputs and registry tag.")] = "real",
+    data: Annotated[Path, typer.Option(help="Prepared folder with train/ and val/ pair folders.")] = Path("data/prepared"),
+    synthetic: Annotated[
+        Path | None, typer.Option(help="Pair folder of synthetic pairs to mix in (augment stage output).")
+    ] = None,
+    models: Annotated[Path, typer.Option(help="Folder for unet_<variant>.pt/.json.")] = Path("models"),
+    metrics: Annotated[Path | None, typer.Option(help="Default: metrics/train_<variant>.json.")] = None,
+    plots: Annotated[Path | None, typer.Option(help="Default: plots/train_<variant>.csv.")] = None,
+    reports: Annotated[Path | None, typer.Option(help="Default: reports/train_<variant>.")] = None,
+    checkpoints: Annotated[Path | None, typer.Option(help="Default: checkpoints/train_<variant>.")] = None,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
+                                                  help="Progress bar; default: only on a terminal.")] = None,
+    debug: DebugOption = False,
+) -> None:
+    """Train one U-Net variant; resume its checkpoint when ``train.resume`` is true."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", variant):
+        typer.echo(f"error: --variant {variant!r}: use letters, digits, '-' or '_'", err=True)
+        raise typer.Exit(2)
+    metrics = metrics or Path(f"metrics/train_{variant}.json")
+    plots = plots or Path(f"plots/train_{variant}.csv")
+    reports = reports or Path(f"reports/train_{variant}")
+    checkpoints = checkpoints or Path(f"checkpoints/train_{variant}")
+    info = distributed.env_dist_info()
+
+    with run_stage("train", params, debug, track=info.is_main, run_name=f"train_{variant}") as ctx:
+        common, cfg = ctx.params.common, ctx.params.train
+        ctx.tracker.set_tags({"ganseg.variant": variant})
+        try:
+            _train(ctx, common, cfg, variant, data, synthetic, models, metrics, plots, reports,
+                   checkpoints, progress)
+        finally:
+            distributed.shutdown()
+
+
+def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path, synthetic: Path | None,
+           models: Path, metrics: Path, plots: Path, reports: Path, checkpoint_dir: Path,
+           progress: bool | None) -> None:
+    started = time.perf_counter()
+    device = select_device(common.device)
+    info = distributed.init_distributed(device)
+    device = distributed.process_device(device, info)
+    dtype = select_precision(common.precision, device)
+    deterministic = device.type == "cpu" or not cfg.cudnn_benchmark
+    seed_everything(common.seed, deterministic=deterministic)
+    configure_backends(device, cfg.cudnn_benchmark, deterministic)
+    memory_format = memory_format_for(cfg.channels_last, device)
+    say = (lambda text: print(text, file=sys.stderr)) if info.is_main else (lambda text: None)
+
+    # -- data: decoded once, kept as uint8 tensors ------------------------------------------
+    real = load_split(data / "train", common)
+    val = load_split(data / "val", common)
+    pool = load_synthetic(synthetic, cfg.synthetic_ratio, common, say)
+    mixed = pool is not None
+    images = torch.cat([real.images, pool.images]) if mixed else real.images
+    masks = torch.cat([real.masks, pool.masks]) if mixed else real.masks
+    sampler = EpochSampler(
+        num_real=len(real),
+        num_synthetic=len(pool) if mixed else 0,
+        synthetic_ratio=cfg.synthetic_ratio if mixed else 0.0,
+        seed=common.seed,
+        rank=info.rank,
+        world_size=info.world_size,
+    )
+    loader = DataLoader(
+        PairDataset(images, masks, build_augmentation(cfg.augmentation)),
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0,
+        pin_memory=device.type == "cuda",
+    )
+
+    # -- model and optimisation ------------------------------------------------------------
+    unet_config = UNetConfig(
+        in_channels=common.channels,
+        num_classes=common.num_classes,
+        depth=cfg.model.depth,
+        base_width=cfg.model.base_width,
+        upsampling=cfg.model.upsampling,
+        batch_norm=cfg.model.batch_norm,
+        dropout=cfg.model.dropout,
+        encoder=cfg.model.encoder,
+    )
+    model = build_unet(unet_config)
+    if cfg.model.pretrained or cfg.model.pretrained_path is not None:
+        load_pretrained(model, cfg, say)
+    model = model.to(device, memory_format=memory_format)
+    criterion = SegmentationLoss(cfg.loss)
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
+    scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.epochs, cfg.plateau.patience, cfg.plateau.factor)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    state = TrainState(
+        modules={"unet": model},
+        optimizers={"unet": optimizer},
+        schedulers={"unet": scheduler} if scheduler is not None else {},
+        scalers={"unet": scaler},
+        early_stopping=EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta),
+    )
+
+    resolved = ctx.resolved_config()
+    manager = CheckpointManager(
+        checkpoint_dir,
+        fingerprint(_fingerprinted(resolved), variant, data_digest(real, val, pool)),
+        config=resolved,
+    )
+    if cfg.resume:
+        found = manager.load()
+        if found.checkpoint is not None:
+            resume(state, found.checkpoint, info)
+        say(f"train[{variant}]: {found.reason}")
+
+    network = maybe_compile(distributed.wrap_ddp(model, device, info), cfg.compile)
+    step = SegmentationStep(network, criterion, optimizer, device=device, dtype=dtype, scaler=scaler,
+                            grad_clip=cfg.grad_clip, memory_format=memory_format)
+
+    def validate() -> dict[str, float]:
+        return evaluate_dice(model, val.images, val.masks, num_classes=common.num_classes, device=device,
+                             dtype=dtype, batch_size=cfg.val_batch_size, criterion=criterion,
+                             memory_format=memory_format, dist_info=info)
+
+    def save_best(current: TrainState) -> None:
+        save_unet(manager.best_path, model, common.image_size, {
+            "variant": variant, "epoch": current.best_epoch, "val_dice": current.best_metric,
+        })
+
+    history = HistoryWriter(plots)
+    epoch_metrics: dict[str, float] = {}  # sent to MLflow in one batch per epoch
+
+    def end_epoch(current: TrainState) -> None:
+        history.write(current.history)
+        ctx.tracker.log_metrics(epoch_metrics, step=current.epoch)
+        epoch_metrics.clear()
+
+    mix = f" + {sampler.synthetic_per_epoch} synthetic (pool {len(pool)})" if mixed else ""
+    say(f"train[{variant}]: {len(real)} real{mix} pairs per epoch, {len(val)} val; device {device}, "
+        f"precision {str(dtype).removeprefix('torch.')}, {'channels_last' if memory_format == torch.channels_last else 'NCHW'}, "
+        f"processes {info.world_size}, {sum(p.numel() for p in model.parameters()):,} parameters")
+    fit(
+        state,
+        epochs=cfg.epochs,
+        loader=loader,
+        train_step=step,
+        validate=validate,
+        log=lambda name, value, epoch: epoch_metrics.__setitem__(name, value),
+        checkpoints=manager if info.is_main else None,
+        on_improve=save_best,
+        on_epoch_end=end_epoch,
+        dist_info=info,
+        progress=progress,
+        label=f"train[{variant}]",
+    )
+    if not info.is_main:
+        distributed.barrier()
+        return
+
+    # -- outputs (rank 0) ------------------------------------------------------------------
+    best = read_model_file(manager.best_path)
+    bare_module(model).load_state_dict(best["state_dict"])
+    final = evaluate_dice(model, val.images, val.masks, num_classes=common.num_classes, device=device,
+                          dtype=dtype, batch_size=cfg.val_batch_size, criterion=criterion,
+                          memory_format=memory_format)
+    best_row = next(row for row in state.history if row["epoch"] == state.best_epoch)
+    wall = time.perf_counter() - started
+    summary = {
+        "variant": variant,
+        "val": {"dice": round(final["val/dice"], 6), "loss": round(final["val/loss"], 6)},
+        "train": {"loss": round(best_row["train/loss"], 6)},
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "stopped_early": state.stopped_early,
+        "data": {"real_pairs": len(real), "val_pairs": len(val),
+                 "synthetic_pool": len(pool) if mixed else 0,
+                 "synthetic_per_epoch": sampler.synthetic_per_epoch},
+        "run": {"device": str(device), "precision": str(dtype).removeprefix("torch."),
+                "processes": info.world_size, "optimizer_steps": state.step, "wall_time_s": round(wall, 1),
+                "images_per_s": round(float(np.median([r["train/images_per_s"] for r in state.history])), 1)},
+    }
+    model_path, config_path = models / f"unet_{variant}.pt", models / f"unet_{variant}.json"
+    io.write_json(config_path, {"unet": unet_config.as_dict(), **resolved, "variant": variant})
+    io.torch_save(best, model_path)  # the best epoch's model file, as saved during training
+    history.write(state.history)
+    with io.staged_dir(reports) as staged:
+        shown = min(cfg.overlay_images, len(val))
+        if shown:
+            logits = predict_logits(model, val.images[:shown], device=device, dtype=dtype)
+            grid = overlay_grid(val.images[:shown], val.masks[:shown], logits_to_labels(logits))
+            Image.fromarray(grid).save(staged / "val_overlays.png")
+        plot_history(state.history, staged / "curves.png", title=f"train {variant}")
+    io.write_json(metrics, summary)
+
+    tracker = ctx.tracker
+    tracker.log_dict(summary, f"train_{variant}.json")
+    tracker.log_metrics({"best/val_dice": final["val/dice"], "best/epoch": state.best_epoch,
+                         "run/wall_time_s": wall})
+    tracker.log_artifact(reports, "reports")
+    tracker.log_artifact(plots, "history")
+    example = val.images[:1].float().div(255.0)
+    version = tracker.log_model(
+        bare_module(model).to("cpu").eval(),
+        registered_name=REGISTERED_NAME,
+        weights_file=model_path,
+        config_file=config_path,
+        input_example=example.numpy(),
+        output_example=predict_logits(model, val.images[:1], device=torch.device("cpu")).numpy(),
+        tags={"variant": variant, "val_dice": f"{final['val/dice']:.4f}", "best_epoch": state.best_epoch},
+    )
+    manager.clear()
+    registered = f"; registered {REGISTERED_NAME} v{version}" if version else ""
+    print(f"train[{variant}]: val Dice {final['val/dice']:.4f} (epoch {state.best_epoch}/{state.epoch}"
+          f"{', stopped early' if state.stopped_early else ''}) in {wall:.0f}s -> {model_path}{registered}")
+    distributed.barrier()
+
+
+# -- helpers -------------------------------------------------------------------------------
+def load_split(folder: Path, common: CommonConfig) -> PairTensors:
+    pairs = load_pairs(folder, common.channels, common.num_classes)
+    check_pairs(pairs, folder, common)
+    return pairs
+
+
+def check_pairs(pairs: PairTensors, folder: Path, common: CommonConfig) -> None:
+    side = tuple(pairs.images.shape[-2:])
+    if side != (common.image_size, common.image_size):
+        raise DataError(
+            f"{folder}: images are {side[0]}x{side[1]} but common.image_size is {common.image_size} "
+            "(re-run the stage that wrote them: dvc repro)"
+        )
+    top = int(pairs.masks.max())
+    limit = 1 if common.num_classes == 1 else common.num_classes - 1
+    if top > limit:
+        raise DataError(f"{folder}: mask label {top} exceeds common.num_classes={common.num_classes}")
+
+
+def load_synthetic(folder: Path | None, ratio: float, common: CommonConfig, say) -> PairTensors | None:
+    """The synthetic pool, or None (no folder, or ``synthetic_ratio`` 0)."""
+    if folder is None:
+        return None
+    if ratio == 0:
+        say(f"train: train.synthetic_ratio is 0, so the pairs in {folder} are not used")
+        return None
+    if not (folder / "manifest.csv").is_file():
+        raise DataError(
+            f"{folder}: no synthetic pairs (manifest.csv missing); run the augment stage "
+            "(dvc repro augment) or set train.synthetic_ratio: 0"
+        )
+    pool = load_pairs(folder, common.channels, common.num_classes)
+    check_pairs(pool, folder, common)
+    return pool
+
+
+def load_pretrained(model: torch.nn.Module, cfg: TrainConfig, say) -> None:
+    path = find_pretrained(cfg.model.encoder, cfg.model.pretrained_path)
+    if path is None:
+        say(f"train: no pretrained {cfg.model.encoder} weights in the torch cache (nothing is downloaded); "
+            "training the encoder from scratch")
+        return
+    model.load_encoder_state(read_state_dict(path))
+    say(f"train: encoder initialised from {path}")
+
+
+def data_digest(*parts: PairTensors | None) -> str:
+    digest = hashlib.sha256()
+    for pairs in parts:
+        if pairs is None:
+            digest.update(b"none")
+            continue
+        digest.update(json.dumps(pairs.ids).encode())
+        digest.update(pairs.images.numpy().tobytes())
+        digest.update(pairs.masks.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _fingerprinted(resolved: dict) -> dict:
+    return {block: {k: v for k, v in values.items() if k not in NOT_FINGERPRINTED.get(block, set())}
+            for block, values in resolved.items()}
+

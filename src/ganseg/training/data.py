@@ -1,0 +1,199 @@
+"""Training data in memory: decoded once, augmented per sample, mixed real + synthetic.
+
+Randomness lives in one place: :class:`EpochSampler` draws, from ``(seed, epoch)`` alone, the
+order of the epoch's samples and one augmentation seed per sample. The data set applies the
+augmentation with generators seeded from that number. So an epoch's batches are the same
+whatever the worker count, the process count (DDP shards the same global order) or whether the
+run was resumed: a resumed run repeats exactly what the uninterrupted run would have done.
+
+Real + synthetic mix (``synthetic_ratio`` r): every epoch draws all real pairs once plus
+round(r x real) synthetic pairs, shuffled together. The synthetic draw walks a fresh
+permutation of the synthetic pool each epoch (wrapping into further permutations when the pool
+is smaller than the draw), so no synthetic pair repeats before the pool is used up.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ganseg.config.train import AugmentationConfig
+
+SeededIndex = tuple[int, int]  # (sample index, augmentation seed)
+
+
+def build_augmentation(cfg: AugmentationConfig) -> A.Compose | None:
+    """The albumentations pipeline from the params; None when every probability is 0.
+
+    Geometric transforms move image and mask together (mask: nearest neighbour, so labels
+    stay labels); intensity transforms touch the image only. Elastic deformation follows the
+    U-Net paper's advice for few training images. Borders are filled by reflection so that a
+    rotated image shows no black corners the network would learn to ignore.
+    """
+    transforms: list[A.BasicTransform] = []
+    if cfg.hflip > 0:
+        transforms.append(A.HorizontalFlip(p=cfg.hflip))
+    if cfg.vflip > 0:
+        transforms.append(A.VerticalFlip(p=cfg.vflip))
+    if cfg.rotate90 > 0:
+        transforms.append(A.RandomRotate90(p=cfg.rotate90))
+    if cfg.affine.p > 0:
+        transforms.append(
+            A.Affine(
+                scale=cfg.affine.scale,
+                translate_percent=(-cfg.affine.translate, cfg.affine.translate),
+                rotate=(-cfg.affine.rotate, cfg.affine.rotate),
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=cfg.affine.p,
+            )
+        )
+    if cfg.elastic.p > 0:
+        transforms.append(
+            A.ElasticTransform(
+                alpha=cfg.elastic.alpha,
+                sigma=cfg.elastic.sigma,
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=cfg.elastic.p,
+            )
+        )
+    if cfg.brightness_contrast.p > 0:
+        transforms.append(
+            A.RandomBrightnessContrast(
+                brightness_limit=cfg.brightness_contrast.brightness,
+                contrast_limit=cfg.brightness_contrast.contrast,
+                p=cfg.brightness_contrast.p,
+            )
+        )
+    if cfg.noise.p > 0 and cfg.noise.std > 0:
+        transforms.append(A.GaussNoise(std_range=(0.0, cfg.noise.std), p=cfg.noise.p))
+    return A.Compose(transforms, seed=0) if transforms else None
+
+
+class PairDataset(Dataset):
+    """In-memory pairs: ``images`` (N, C, H, W) uint8, ``masks`` (N, H, W) uint8 labels.
+
+    Indexed by ``(index, seed)`` from :class:`EpochSampler`; returns uint8 ``(C, H, W)`` and
+    ``(H, W)`` tensors (scaling to float happens on the device, see :func:`batch_to_device`).
+    """
+
+    def __init__(self, images: torch.Tensor, masks: torch.Tensor, transform: A.Compose | None = None):
+        if images.dtype != torch.uint8 or masks.dtype != torch.uint8:
+            raise ValueError("images and masks must be uint8 tensors")
+        if images.ndim != 4 or masks.shape != (images.shape[0], *images.shape[2:]):
+            raise ValueError(f"images (N, C, H, W) and masks (N, H, W) do not match: "
+                             f"{tuple(images.shape)} vs {tuple(masks.shape)}")
+        self.images = images
+        self.masks = masks
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, key: SeededIndex | int) -> tuple[torch.Tensor, torch.Tensor]:
+        index, seed = key if isinstance(key, tuple) else (key, 0)
+        image, mask = self.images[index], self.masks[index]
+        if self.transform is None:
+            return image, mask
+        # Both generators albumentations draws from, seeded per sample (see the module doc).
+        self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        out = self.transform(image=image.permute(1, 2, 0).numpy(), mask=mask.numpy())
+        augmented = np.ascontiguousarray(out["image"])
+        if augmented.ndim == 2:  # some OpenCV ops drop a single channel axis
+            augmented = augmented[:, :, None]
+        return (
+            torch.from_numpy(augmented).permute(2, 0, 1).contiguous(),
+            torch.from_numpy(np.ascontiguousarray(out["mask"])),
+        )
+
+
+class EpochSampler(Sampler[SeededIndex]):
+    """Yields ``(index, augmentation seed)``; see the module docstring for the mix.
+
+    Indices ``0 .. num_real - 1`` are real pairs, ``num_real ..`` synthetic ones (the order of
+    :class:`PairDataset` built from ``torch.cat([real, synthetic])``). With ``world_size > 1``
+    each rank takes every ``world_size``-th sample of the same global order, padded with its
+    first samples to a multiple of ``world_size`` (as ``DistributedSampler`` does).
+    """
+
+    def __init__(
+        self,
+        num_real: int,
+        num_synthetic: int = 0,
+        synthetic_ratio: float = 0.0,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+    ):
+        if num_real < 1:
+            raise ValueError("need at least one real pair")
+        if synthetic_ratio > 0 and num_synthetic == 0:
+            raise ValueError("synthetic_ratio > 0 but there are no synthetic pairs")
+        self.num_real = num_real
+        self.num_synthetic = num_synthetic
+        self.synthetic_per_epoch = round(synthetic_ratio * num_real) if num_synthetic else 0
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def epoch_order(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The global ``(indices, seeds)`` of one epoch, before sharding."""
+        generator = torch.Generator().manual_seed(hash_seed(self.seed, epoch))
+        chosen = [torch.arange(self.num_real)]
+        if self.synthetic_per_epoch:
+            rounds = -(-self.synthetic_per_epoch // self.num_synthetic)  # ceil
+            pool = torch.cat([torch.randperm(self.num_synthetic, generator=generator) for _ in range(rounds)])
+            chosen.append(self.num_real + pool[: self.synthetic_per_epoch])
+        indices = torch.cat(chosen)
+        if self.shuffle:
+            indices = indices[torch.randperm(len(indices), generator=generator)]
+        seeds = torch.randint(0, 2**62, (len(indices),), generator=generator)
+        return indices, seeds
+
+    def _shard(self) -> tuple[torch.Tensor, torch.Tensor]:
+        indices, seeds = self.epoch_order(self.epoch)
+        padding = -len(indices) % self.world_size
+        if padding:
+            indices = torch.cat([indices, indices[:padding]])
+            seeds = torch.cat([seeds, seeds[:padding]])
+        return indices[self.rank :: self.world_size], seeds[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[SeededIndex]:
+        indices, seeds = self._shard()
+        return iter(zip(indices.tolist(), seeds.tolist()))
+
+    def __len__(self) -> int:
+        total = self.num_real + self.synthetic_per_epoch
+        return (total + self.world_size - 1) // self.world_size
+
+
+def hash_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from several integers (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def batch_to_device(
+    batch: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (B, C, H, W) images and (B, H, W) labels -> float images in [0, 1] and long labels.
+
+    The uint8 -> float conversion runs on the device: a quarter of the bytes cross the bus.
+    """
+    images, labels = batch
+    images = images.to(device, non_blocking=True).float().div_(255.0)
+    if memory_format != torch.contiguous_format:
+        images = images.contiguous(memory_format=memory_format)
+    return images, labels.to(device, non_blocking=True).long()

@@ -1,0 +1,77 @@
+"""Per-epoch history: the CSV that ``dvc plots`` draws, and a PNG of it for MLflow.
+
+One row per epoch, columns ``epoch`` then the namespaced metrics (``train/loss``,
+``val/dice``, ``lr``, ...). The file is rewritten whole and atomically after every epoch, so a
+reader never sees half a row and a resumed run (whose history comes from its checkpoint)
+continues the same file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+from collections.abc import Sequence
+from pathlib import Path
+
+from ganseg import io
+
+
+def history_columns(rows: Sequence[dict]) -> list[str]:
+    columns: list[str] = ["epoch"]
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    return columns
+
+
+class HistoryWriter:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def write(self, rows: Sequence[dict]) -> None:
+        buffer = _io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=history_columns(rows), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: _fmt(value) for key, value in row.items()})
+        io.write_text(self.path, buffer.getvalue())
+
+
+def read_history(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [{k: float(v) if v not in ("", None) else None for k, v in row.items()}
+                for row in csv.DictReader(handle)]
+
+
+def plot_history(rows: Sequence[dict], path: Path, title: str = "") -> None:
+    """Loss curves on the left, validation Dice on the right; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key in history_columns(rows):
+        if key.endswith("loss"):
+            left.plot(epochs, [row.get(key) for row in rows], label=key)
+    left.set_xlabel("epoch")
+    left.set_ylabel("loss")
+    left.legend()
+    for key in history_columns(rows):
+        if key.endswith("dice"):
+            right.plot(epochs, [row.get(key) for row in rows], label=key)
+    right.set_xlabel("epoch")
+    right.set_ylabel("Dice")
+    right.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with io.atomic_path(Path(path)) as temp:
+        fig.savefig(temp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value

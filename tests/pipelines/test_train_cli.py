@@ -1,0 +1,169 @@
+"""The train command as a user runs it, on a tiny config: outputs, MLflow, registry, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ganseg.config.prepare import SyntheticSourceConfig
+from ganseg.data import pairs as pair_files
+from ganseg.data.synthetic import generate_pair
+from ganseg.models.model_file import load_unet, read_model_file
+from pipelines.__main__ import app
+from tests.helpers import write_params
+
+runner = CliRunner()
+SIDE = 32
+
+# Seconds, not minutes: a 2-level U-Net of width 4 for 2 epochs on 16 + 6 pairs of 32x32.
+TINY = {
+    "common": {"image_size": SIDE},
+    "train": {
+        "epochs": 2,
+        "batch_size": 4,
+        "model": {"depth": 2, "base_width": 4},
+        "synthetic_ratio": 0.5,
+        "overlay_images": 2,
+        "val_batch_size": 8,
+    },
+}
+
+
+def write_pair_folder(folder: Path, count: int, seed: int, side: int = SIDE, prefix: str = "syn") -> Path:
+    """A pair folder as prepare (or augment) writes it, from the embedded generator."""
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    rows = []
+    for index in range(count):
+        pair = generate_pair(SyntheticSourceConfig(), side, seed, index)
+        pair_id = f"{prefix}_{seed}_{index:03d}"
+        pair_files.save_image(folder / "images" / f"{pair_id}.png", pair.image[:, :, None])
+        pair_files.save_mask(folder / "masks" / f"{pair_id}.png", pair.mask.astype(np.uint8), 1)
+        rows.append({"pair_id": pair_id, "image": f"images/{pair_id}.png", "mask": f"masks/{pair_id}.png"})
+    pd.DataFrame(rows).to_csv(folder / pair_files.MANIFEST, index=False)
+    return folder
+
+
+def make_project(root: Path, blocks: dict | None = None) -> Path:
+    """prepared train/val folders and a params file under ``root``; returns the params path."""
+    write_pair_folder(root / "data" / "prepared" / "train", 16, seed=1)
+    write_pair_folder(root / "data" / "prepared" / "val", 6, seed=2)
+    return write_params(root / "params.yaml", blocks or TINY)
+
+
+def train_args(variant: str = "real", *extra: str) -> list[str]:
+    return ["train", "--params", "params.yaml", "--variant", variant, *extra]
+
+
+def _error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    return lines[-1]
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add overhead on a shared 2-core box
+    yield
+    torch.set_num_threads(before)
+
+
+def test_real_variant_writes_model_metrics_plots_reports_and_registers(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_project(tmp_path)
+    result = runner.invoke(app, train_args("real"))
+    assert result.exit_code == 0, result.output
+
+    model = load_unet(Path("models/unet_real.pt"))
+    assert model(torch.rand(1, 1, SIDE, SIDE)).shape == (1, 1, SIDE, SIDE)
+    saved = read_model_file(Path("models/unet_real.pt"))
+    assert saved["image_size"] == SIDE and saved["meta"]["variant"] == "real"
+    config = json.loads(Path("models/unet_real.json").read_text())
+    assert config["unet"]["base_width"] == 4 and config["train"]["epochs"] == 2
+
+    metrics = json.loads(Path("metrics/train_real.json").read_text())
+    assert 0.0 <= metrics["val"]["dice"] <= 1.0 and metrics["epochs_run"] == 2
+    assert metrics["data"] == {"real_pairs": 16, "val_pairs": 6, "synthetic_pool": 0, "synthetic_per_epoch": 0}
+    assert metrics["best_epoch"] == saved["meta"]["epoch"]
+    assert metrics["val"]["dice"] == pytest.approx(saved["meta"]["val_dice"], abs=1e-6)
+
+    history = pd.read_csv("plots/train_real.csv")
+    assert list(history["epoch"]) == [1, 2]
+    assert {"train/loss", "val/dice", "val/loss", "train/lr"} <= set(history.columns)
+    assert history["val/dice"].max() == pytest.approx(metrics["val"]["dice"], abs=1e-5)
+    assert Path("reports/train_real/val_overlays.png").read_bytes()[:4] == b"\x89PNG"
+    assert Path("reports/train_real/curves.png").is_file()
+    assert not Path("checkpoints/train_real").exists()  # removed once the outputs are written
+    assert "train[real] epoch 2/2" in result.stderr and "val Dice" in result.stdout
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    versions = client.search_model_versions("name = 'ganseg-unet'")
+    assert len(versions) == 1 and versions[0].tags["variant"] == "real"
+    run = client.get_run(versions[0].run_id)
+    assert run.info.run_name == "train_real" and run.data.tags["ganseg.variant"] == "real"
+    assert run.data.params["train.epochs"] == "2"
+    dice_steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/dice")]
+    assert dice_steps == [1, 2]
+    assert client.get_metric_history(run.info.run_id, "train/loss")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "reports")}
+    assert "reports/val_overlays.png" in artifacts
+
+
+def test_synthetic_variant_mixes_the_ratio_of_synthetic_pairs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_project(tmp_path)
+    write_pair_folder(tmp_path / "data" / "synthetic", 10, seed=9, prefix="gan")
+    result = runner.invoke(app, train_args("synthetic", "--synthetic", "data/synthetic"))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(Path("metrics/train_synthetic.json").read_text())
+    assert metrics["data"]["synthetic_pool"] == 10
+    assert metrics["data"]["synthetic_per_epoch"] == 8  # 0.5 synthetic per real pair, 16 real
+    assert "16 real + 8 synthetic (pool 10) pairs per epoch" in result.stderr
+
+    from mlflow.tracking import MlflowClient
+
+    versions = MlflowClient().search_model_versions("name = 'ganseg-unet'")
+    assert [v.tags["variant"] for v in versions] == ["synthetic"]
+
+
+def test_missing_synthetic_folder_is_one_line_naming_the_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_project(tmp_path)
+    result = runner.invoke(app, train_args("synthetic", "--synthetic", "data/synthetic"))
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert "data/synthetic" in line and "augment" in line and "synthetic_ratio: 0" in line
+    assert not Path("models").exists()
+
+
+def test_typo_in_the_train_block_names_the_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_project(tmp_path, {**TINY, "train": {**TINY["train"], "epoch": 3}})
+    result = runner.invoke(app, train_args())
+    assert result.exit_code == 1
+    assert "unknown key 'train.epoch'" in _error_line(result)
+
+
+def test_data_prepared_at_another_size_is_reported(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_project(tmp_path, {**TINY, "common": {"image_size": 48}})
+    result = runner.invoke(app, train_args())
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert "are 32x32 but common.image_size is 48" in line
+
+
+def test_bad_variant_name_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, train_args("../escape"))
+    assert result.exit_code == 2 and "--variant" in result.stderr
