@@ -9,6 +9,7 @@ mask). Both reuse this class.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -31,6 +32,7 @@ class UNetGeneratorConfig:
     depth: int = 4  # down-samplings; the bottleneck is H / 2**depth
     norm: NormKind = "instance"
     dropout: float = 0.5  # in the three decoder blocks nearest the bottleneck (pix2pix's noise)
+    upsample: Literal["transpose", "resize"] = "transpose"  # resize: nearest x2 + conv3x3
 
 
 class Down(nn.Module):
@@ -48,13 +50,25 @@ class Down(nn.Module):
         return self.block(x)
 
 
-class Up(nn.Module):
-    """transposed conv4x4 stride 2 -> norm -> dropout -> ReLU, then concatenate the skip."""
+def upsampler(in_channels: int, out_channels: int, mode: str, bias: bool) -> nn.Module:
+    """Double H and W: a transposed conv4x4 stride 2 (pix2pix), or nearest-neighbour resize
+    then conv3x3, which avoids the transposed conv's checkerboard (Odena et al. 2016)."""
+    if mode == "transpose":
+        return nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
+    if mode == "resize":
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias))
+    raise ValueError(f"unknown upsample {mode!r}; expected transpose or resize")
 
-    def __init__(self, in_channels: int, out_channels: int, norm: NormKind, dropout: float):
+
+class Up(nn.Module):
+    """upsample x2 -> norm -> dropout -> ReLU, then concatenate the skip."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: NormKind, dropout: float,
+                 upsample: str = "transpose"):
         super().__init__()
         self.block = nn.Sequential(
-            nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=norm == "none"),
+            upsampler(in_channels, out_channels, upsample, bias=norm == "none"),
             norm_layer(norm, out_channels),
             nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
             nn.ReLU(inplace=True),
@@ -86,12 +100,9 @@ class UNetGenerator(nn.Module):
         self.ups = nn.ModuleList()
         for index, level in enumerate(reversed(range(cfg.depth - 1))):
             dropout = cfg.dropout if index < 3 else 0.0
-            self.ups.append(Up(previous, widths[level], cfg.norm, dropout))
+            self.ups.append(Up(previous, widths[level], cfg.norm, dropout, cfg.upsample))
             previous = widths[level] * 2  # upsampled features + skip
-        self.head = nn.Sequential(
-            nn.ConvTranspose2d(previous, cfg.out_channels, 4, stride=2, padding=1),
-            nn.Tanh(),
-        )
+        self.head = nn.Sequential(upsampler(previous, cfg.out_channels, cfg.upsample, bias=True), nn.Tanh())
         init_weights(self)
 
     def forward(self, masks: torch.Tensor) -> torch.Tensor:

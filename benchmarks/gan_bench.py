@@ -1,0 +1,233 @@
+"""pix2pix training speed: the augment stage's loop against a naive loop, in the same run.
+
+    .venv/bin/python benchmarks/gan_bench.py [--params params.yaml] [--steps 20] [--repeats 5]
+
+Both loops train the same networks (built from the ``augment`` block at ``common.image_size``,
+same initial weights) on the same training pairs, one iteration = one batch, one D step and
+one G step. They run in alternating blocks of ``--steps`` iterations so that a machine whose
+load changes (shared CPUs) slows both alike; the median block speed of each is reported.
+
+- naive: the seed tutorial's structure. A DataLoader decodes PNGs and applies the random flip
+  per sample per step; fp32, NCHW; instance norm as ``nn.InstanceNorm2d`` (the same function
+  and weights as ganseg's); the discriminator judges real and fake in separate calls;
+  ``BCEWithLogitsLoss`` against fresh ``ones_like`` / ``zeros_like`` targets; the G step
+  also computes D's weight gradients (thrown away by the next ``zero_grad``); ``.item()``
+  on both losses every step.
+- ganseg: :func:`ganseg.gan.trainer.train_step` as the stage runs it: pairs decoded once and
+  kept on the device, flips as tensor ops, instance norm through ``nn.GroupNorm``'s faster
+  kernel (one channel per group), D's weights frozen during the G step, stats
+  accumulated on the device (one sync per log interval), the EMA generator updated, and the
+  device's precision (bf16 autocast on CUDA, fp32 on CPU) and memory layout
+  (``augment.channels_last``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ganseg.config import load_params
+from ganseg.data import pairs
+from ganseg.data.synthetic import generate_pair
+from ganseg.gan.trainer import StatsWindow, build_phases, train_step
+from ganseg.runtime import select_device, select_precision
+from pipelines.augment import build_run
+
+
+# -- the naive loop --------------------------------------------------------------------------
+def with_instance_norm(module: nn.Module) -> nn.Module:
+    """Swap each one-channel-per-group GroupNorm for the InstanceNorm2d a tutorial would use
+    (same function, same affine weights)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.GroupNorm) and child.num_groups == child.num_channels:
+            replacement = nn.InstanceNorm2d(child.num_channels, eps=child.eps, affine=True)
+            with torch.no_grad():
+                replacement.weight.copy_(child.weight)
+                replacement.bias.copy_(child.bias)
+            setattr(module, name, replacement.to(child.weight.device))
+        else:
+            with_instance_norm(child)
+    return module
+
+
+class PngPairs(torch.utils.data.Dataset):
+    """The tutorial's dataset: open, decode, flip and normalise every pair at every step."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.manifest = pairs.read_manifest(self.folder)
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+    def __getitem__(self, index: int):
+        row = self.manifest.iloc[index]
+        image = np.asarray(Image.open(self.folder / row["image"]).convert("L"), dtype=np.float32)
+        mask = (np.asarray(Image.open(self.folder / row["mask"]).convert("L")) > 127).astype(np.float32)
+        if np.random.rand() < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        image = torch.from_numpy(image.copy())[None] / 127.5 - 1  # (1, H, W) in [-1, 1]
+        mask = torch.from_numpy(mask.copy())[None] * 2 - 1
+        return mask, image
+
+
+class NaiveLoop:
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, folder: Path, batch_size: int,
+                 lr_g: float, lr_d: float, betas, lambda_l1: float, device: torch.device):
+        self.generator, self.discriminator, self.device = generator, discriminator, device
+        self.g_opt = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas)
+        self.d_opt = torch.optim.Adam(discriminator.parameters(), lr=lr_d, betas=betas)
+        self.loader = torch.utils.data.DataLoader(PngPairs(folder), batch_size=batch_size, shuffle=True,
+                                                  drop_last=True, num_workers=0)
+        self.batches = iter(self.loader)
+        self.bce, self.l1, self.lambda_l1 = nn.BCEWithLogitsLoss(), nn.L1Loss(), lambda_l1
+        self.losses: list[tuple[float, float]] = []
+
+    def step(self) -> None:
+        try:
+            masks, images = next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            masks, images = next(self.batches)
+        masks, images = masks.to(self.device), images.to(self.device)
+        fake = self.generator(masks)
+
+        self.d_opt.zero_grad()
+        pred_real = self.discriminator(torch.cat([masks, images], 1))
+        loss_real = self.bce(pred_real, torch.ones_like(pred_real))
+        pred_fake = self.discriminator(torch.cat([masks, fake.detach()], 1))
+        loss_fake = self.bce(pred_fake, torch.zeros_like(pred_fake))
+        d_loss = (loss_real + loss_fake) * 0.5
+        d_loss.backward()
+        self.d_opt.step()
+
+        self.g_opt.zero_grad()
+        pred_fake = self.discriminator(torch.cat([masks, fake], 1))
+        g_loss = self.bce(pred_fake, torch.ones_like(pred_fake)) + self.lambda_l1 * self.l1(fake, images)
+        g_loss.backward()
+        self.g_opt.step()
+        self.losses.append((d_loss.item(), g_loss.item()))
+
+
+# -- the ganseg loop -------------------------------------------------------------------------
+class GansegLoop:
+    def __init__(self, run, g_interval: int):
+        self.run, self.g_interval = run, g_interval
+        self.phases = build_phases(run.parts, run.loss, g_interval, run.constraints)
+        self.scaler = torch.amp.GradScaler(run.loss.device.type, enabled=run.loss.dtype == torch.float16)
+        self.window = StatsWindow()
+        self.iteration = 0
+        run.parts.generator.train()
+        run.parts.discriminator.train()
+
+    def step(self) -> None:
+        self.iteration += 1
+        train_step(self.run.parts.generator, self.phases, self.run.loss, self.run.sampler.next(),
+                   self.iteration, self.g_interval, self.scaler, self.window)
+        if self.iteration % 10 == 0:  # the stage's log interval: the one sync
+            self.window.means()
+            self.window = StatsWindow()
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_block(loop, steps: int, device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        loop.step()
+    synchronize(device)
+    return steps / (time.perf_counter() - start)
+
+
+def ensure_pairs(folder: Path | None, size: int, scratch: Path) -> Path:
+    """The prepared training pairs, or (when absent) 112 generated pairs written to ``scratch``."""
+    if folder is not None and (folder / pairs.MANIFEST).exists():
+        return folder
+    from ganseg.config.prepare import SyntheticSourceConfig
+
+    (scratch / "images").mkdir(parents=True)
+    (scratch / "masks").mkdir()
+    rows = []
+    for index in range(112):
+        pair = generate_pair(SyntheticSourceConfig(), size, 0, index)
+        pairs.save_image(scratch / "images" / f"{pair.pair_id}.png", pair.image)
+        pairs.save_mask(scratch / "masks" / f"{pair.pair_id}.png", pair.mask.astype(np.uint8), 1)
+        rows.append(f"{pair.pair_id},images/{pair.pair_id}.png,masks/{pair.pair_id}.png")
+    (scratch / pairs.MANIFEST).write_text("pair_id,image,mask\n" + "\n".join(rows) + "\n")
+    return scratch
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
+    parser.add_argument("--data", type=Path, default=REPO / "data/prepared/train")
+    parser.add_argument("--steps", type=int, default=20, help="iterations per timed block")
+    parser.add_argument("--repeats", type=int, default=5, help="timed blocks per loop")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed iterations per loop first")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    params = load_params(args.params)
+    common, cfg = params.common, params.augment
+    if cfg.model != "pix2pix" or common.channels != 1 or common.num_classes != 1:
+        raise SystemExit("gan_bench measures pix2pix on grayscale binary pairs (the default params)")
+    device = select_device(common.device)
+    dtype = select_precision(common.precision, device)
+    with tempfile.TemporaryDirectory(prefix="gan-bench-") as scratch:
+        folder = ensure_pairs(args.data, common.image_size, Path(scratch) / "pairs")
+        train = pairs.load_pairs(folder, 1, 1)
+        if train.images.shape[-1] != common.image_size:
+            raise SystemExit(f"{folder}: pairs are {train.images.shape[-1]} px, params say {common.image_size}")
+        torch.manual_seed(common.seed)
+        run = build_run(cfg, common, train, device, dtype)
+        # The naive loop starts from the same initial weights, in fp32 NCHW.
+        naive = NaiveLoop(
+            with_instance_norm(copy.deepcopy(run.parts.generator)).to(memory_format=torch.contiguous_format),
+            with_instance_norm(copy.deepcopy(run.parts.discriminator)).to(memory_format=torch.contiguous_format),
+            folder, cfg.batch_size, cfg.lr_g, cfg.lr_d, tuple(cfg.betas), cfg.pix2pix.lambda_l1, device,
+        )
+        ganseg = GansegLoop(run, cfg.objective.d_steps_per_g)
+        for loop in (naive, ganseg):
+            time_block(loop, args.warmup, device)
+        speeds: dict[str, list[float]] = {"naive": [], "ganseg": []}
+        for _ in range(args.repeats):
+            speeds["naive"].append(time_block(naive, args.steps, device))
+            speeds["ganseg"].append(time_block(ganseg, args.steps, device))
+    naive_its = statistics.median(speeds["naive"])
+    ganseg_its = statistics.median(speeds["ganseg"])
+    layout = "channels_last" if run.memory_format == torch.channels_last else "NCHW"
+    print(f"device {device} ({torch.get_num_threads()} threads), {common.image_size}x{common.image_size}, "
+          f"batch {cfg.batch_size}, G base {cfg.pix2pix.base_channels}, D base {cfg.discriminator.base_channels}")
+    print(f"naive  (fp32, NCHW, PNG loader):      {naive_its:7.2f} it/s  blocks {_fmt(speeds['naive'])}")
+    print(f"ganseg ({str(dtype).removeprefix('torch.')}, {layout}, in-memory): {ganseg_its:7.2f} it/s  "
+          f"blocks {_fmt(speeds['ganseg'])}")
+    print(f"speed-up: {ganseg_its / naive_its:.2f}x (median of {args.repeats} alternating blocks of "
+          f"{args.steps} iterations)")
+    return {"naive": naive_its, "ganseg": ganseg_its, "ratio": ganseg_its / naive_its}
+
+
+def _fmt(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
+
+
+if __name__ == "__main__":
+    main()

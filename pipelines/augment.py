@@ -1,0 +1,481 @@
+"""Stage ``augment``: train a GAN on the prepared training pairs, write new labelled pairs.
+
+Reads the ``common`` and ``augment`` blocks and ``<data>/train`` (and ``<data>/val`` for the
+consistency reference). Writes:
+
+- ``<out>/`` (data/synthetic): images/, masks/, manifest.csv (source mask, transform and
+  generator version of every pair), config.json; all or nothing;
+- ``<models>/`` (models/generator): generator.pt (EMA weights, a state dict) + generator.json
+  (what rebuilds it); the generator is registered in MLflow as ``ganseg-generator``;
+- ``<reports>/samples/``: a grid of fixed masks (or noise) every ``sample_interval`` steps;
+  ``<reports>/synthetic_grid.png``: the first synthetic pairs;
+- ``<plots>`` (plots/augment.csv): the per-interval losses and accuracies (DVC plots);
+- ``<metrics>`` (metrics/augment.json): final losses, guard events, FID/KID with N, mask
+  consistency.
+
+Resumable checkpoints and the grids written so far live in ``<checkpoints>`` (default
+checkpoints/augment/, git-ignored and not a DVC output, because DVC deletes a stage's outputs
+before running it): re-running after a kill continues from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import torch
+import typer
+from PIL import Image
+
+from ganseg import io
+from ganseg.config.augment import AugmentConfig
+from ganseg.config.common import CommonConfig
+from ganseg.data import pairs
+from ganseg.errors import DataError
+from ganseg.gan.build import (
+    build_gan_objective,
+    build_loop_settings,
+    build_networks,
+    build_optimizers,
+    build_stabilisers,
+)
+from ganseg.gan.data import PairSampler, mask_channels
+from ganseg.gan.ema import Ema
+from ganseg.gan.mask_sampler import MaskSampler, MaskSamplerSettings
+from ganseg.gan.samples import render_grid
+from ganseg.gan.synthesis import dcgan_pairs, decode_stacks, noise_for, paint_masks, pix2pix_pairs
+from ganseg.gan.trainer import Checkpointer, GanLoss, GanParts, train_gan
+from ganseg.runtime import seed_everything, select_device, select_precision
+from pipelines.stage import DebugOption, ParamsOption, run_stage
+
+app = typer.Typer(help="Train a GAN on the training pairs and write synthetic image/mask pairs.")
+
+REGISTERED_NAME = "ganseg-generator"
+CHECKPOINT_FILE = "gan.pt"
+
+
+@app.callback(invoke_without_command=True)
+def augment(
+    params: ParamsOption = Path("params.yaml"),
+    data: Annotated[Path, typer.Option(help="Prepared pair folders (train/, val/).")] = Path("data/prepared"),
+    out: Annotated[Path, typer.Option(help="Folder for the synthetic pairs.")] = Path("data/synthetic"),
+    models: Annotated[Path, typer.Option(help="Folder for the generator weights.")] = Path("models/generator"),
+    checkpoints: Annotated[Path, typer.Option(help="Resumable checkpoints (kept across runs).")] = Path(
+        "checkpoints/augment"
+    ),
+    reports: Annotated[Path, typer.Option(help="Folder for the sample grids.")] = Path("reports/augment"),
+    plots: Annotated[Path, typer.Option(help="CSV of the per-interval losses (DVC plots).")] = Path(
+        "plots/augment.csv"
+    ),
+    metrics: Annotated[Path, typer.Option(help="JSON file of final losses and quality.")] = Path(
+        "metrics/augment.json"
+    ),
+    debug: DebugOption = False,
+) -> None:
+    """Train the GAN of ``augment.model`` and write ``augment.num_samples`` synthetic pairs."""
+    with run_stage("augment", params, debug) as ctx:
+        common, cfg = ctx.params.common, ctx.params.augment
+        cfg.check_against(common.image_size)
+        device = select_device(common.device)
+        dtype = select_precision(common.precision, device)
+        seed_everything(common.seed)
+        train = load_split(data / "train", common)
+        val = load_split(data / "val", common, required=False)
+
+        run = build_run(cfg, common, train, device, dtype)
+        checkpointer = Checkpointer(checkpoints / CHECKPOINT_FILE, fingerprint(ctx, run.generator_config, train))
+        if checkpointer.load() is None:  # a fresh run: grids of an earlier one do not belong
+            if checkpointer.path.exists():
+                print(f"augment: {checkpointer.path} was written for other params or data; starting fresh",
+                      file=sys.stderr)
+            shutil.rmtree(checkpoints / "samples", ignore_errors=True)
+        grids = SampleGrids(cfg, common, train, device, dtype, run.memory_format, checkpoints / "samples",
+                            ctx.tracker)
+        log = BufferedLog(ctx.tracker, cfg.steps, every=max(cfg.sample_interval, cfg.log_interval))
+
+        started = time.perf_counter()
+        history = train_gan(
+            run.parts, run.loss, run.sampler,
+            build_loop_settings(cfg),
+            checkpointer,
+            log,
+            constraints=run.constraints,
+            on_sample=grids,
+            on_event=report_event,
+        )
+        log.flush()
+        train_seconds = time.perf_counter() - started
+        steps_run = cfg.steps - (history.resumed_from or 0)
+        if history.resumed_from:
+            print(f"augment: resumed from step {history.resumed_from} of {cfg.steps}")
+
+        generator = run.parts.ema.model.eval()
+        weights_sha = state_sha256(generator)
+        generator_info = {
+            "model": cfg.model,
+            "generator": run.generator_config,
+            "channels": common.channels,
+            "num_classes": common.num_classes,
+            "image_size": common.image_size,
+            "steps": cfg.steps,
+            "seed": common.seed,
+            "weights_sha256": weights_sha,
+        }
+        with io.staged_dir(models) as staged_models:
+            torch.save(generator.state_dict(), staged_models / "generator.pt")
+            io.write_json(staged_models / "generator.json", generator_info)
+        timings = {"train": train_seconds}
+        clock = time.perf_counter()
+        version = register_generator(ctx.tracker, generator, models, cfg, common, weights_sha)
+        timings["register"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+
+        synthetic = synthesise(cfg, common, train, generator, device, dtype, run.memory_format)
+        manifest = synthetic_manifest(synthetic, train.ids, cfg, common, version, weights_sha)
+        with io.staged_dir(out) as staged:
+            write_pairs(staged, synthetic, manifest, common.num_classes)
+            ctx.save_resolved_config(staged)
+
+        with io.staged_dir(reports / "samples") as staged_samples:
+            for grid in sorted((checkpoints / "samples").glob("*.png")):
+                shutil.copy2(grid, staged_samples / grid.name)
+        first = synthetic[: min(32, len(synthetic))]
+        write_png(reports / "synthetic_grid.png", render_grid(
+            np.stack([p.mask for p in first]), np.stack([p.image for p in first]), common.num_classes))
+        write_history(plots, history.rows)
+
+        synth_images = torch.from_numpy(np.stack([p.image for p in synthetic]))
+        synth_labels = torch.from_numpy(np.stack([p.mask for p in synthetic]))
+        timings["synthesise"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        quality = image_quality(cfg, common, train.images, synth_images, device)
+        timings["fid_kid"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        mask_fit = consistency(cfg, common, train, val, synth_images, synth_labels, device)
+        timings["consistency"] = time.perf_counter() - clock
+        summary = {
+            "model": cfg.model,
+            "loss": cfg.objective.loss,
+            "steps": cfg.steps,
+            "steps_run": steps_run,
+            "resumed_from": history.resumed_from,
+            "train_seconds": round(train_seconds, 2),
+            "iterations_per_second": round(steps_run / train_seconds, 3) if steps_run else None,
+            "device": str(device),
+            "precision": str(dtype).removeprefix("torch."),
+            "num_samples": len(synthetic),
+            "generator_version": version,
+            "generator_sha256": weights_sha,
+            "guard_restarts": history.restarts,
+            "guard_events": history.events,
+            "final": {k: round(v, 6) for k, v in history.final.items() if k != "step"},
+            **quality,
+            **mask_fit,
+            "seconds": {name: round(value, 1) for name, value in timings.items()},
+        }
+        io.write_json(metrics, summary)
+        ctx.tracker.log_metrics(flat_metrics(summary), step=cfg.steps)
+        ctx.tracker.log_artifact(reports / "synthetic_grid.png", "samples")
+        ctx.tracker.log_artifact(plots, "history")
+        ctx.tracker.log_artifact(out / pairs.MANIFEST, "synthetic")
+        print(
+            f"augment: {cfg.model} {cfg.steps} steps ({summary['iterations_per_second']} it/s), "
+            f"{len(synthetic)} pairs -> {out}; generator {version or 'untracked'} ({weights_sha[:12]})"
+        )
+
+
+# -- inputs ----------------------------------------------------------------------------------
+def load_split(folder: Path, common: CommonConfig, required: bool = True) -> pairs.PairTensors | None:
+    if not required and not (folder / pairs.MANIFEST).exists():
+        return None
+    loaded = pairs.load_pairs(folder, common.channels, common.num_classes)
+    height, width = loaded.images.shape[-2:]
+    if (height, width) != (common.image_size, common.image_size):
+        raise DataError(
+            f"{folder}: pairs are {height}x{width} but common.image_size is {common.image_size}; "
+            "re-run the prepare stage (dvc repro prepare)"
+        )
+    if common.num_classes > 1 and int(loaded.masks.max()) >= common.num_classes:
+        raise DataError(f"{folder}: mask label {int(loaded.masks.max())} >= common.num_classes")
+    return loaded
+
+
+def fingerprint(ctx, generator_config: dict, train: pairs.PairTensors) -> str:
+    """Ties a checkpoint to these settings and this data: anything else starts fresh."""
+    settings = ctx.resolved_config()
+    settings["common"].pop("tracking_required", None)
+    digest = hashlib.sha256(json.dumps([settings, generator_config], sort_keys=True, default=str).encode())
+    digest.update(train.images.numpy().tobytes())
+    digest.update(train.masks.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class BuiltRun:
+    """Everything train_gan needs, built from the config."""
+
+    parts: GanParts
+    loss: GanLoss
+    sampler: PairSampler
+    constraints: list
+    generator_config: dict
+    memory_format: torch.memory_format
+
+
+def build_run(cfg: AugmentConfig, common: CommonConfig, train: pairs.PairTensors, device: torch.device,
+              dtype: torch.dtype) -> BuiltRun:
+    # Measured on CPU (benchmarks/gan_bench.py): channels_last slows the norms more than it
+    # speeds the convolutions, so auto turns it on for CUDA only.
+    channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    nets = build_networks(cfg, common.image_size, common.channels, common.num_classes)
+    generator = nets.generator.to(device, memory_format=memory_format)
+    discriminator = nets.discriminator.to(device, memory_format=memory_format)
+    g_opt, d_opt = build_optimizers(generator, discriminator, cfg)
+    stab = build_stabilisers(cfg.objective, cfg.steps)
+    loss = GanLoss(nets.task, build_gan_objective(cfg.objective), stab.penalties, stab.instance_noise,
+                   stab.pool, device, dtype)
+    parts = GanParts(generator, discriminator, g_opt, d_opt, Ema(generator, cfg.ema_decay))
+    sampler = PairSampler(train.images, train.masks, common.num_classes, cfg.batch_size, common.seed,
+                          device, augment=cfg.augment_real, channels_last=channels_last)
+    return BuiltRun(parts=parts, loss=loss, sampler=sampler, constraints=stab.constraints,
+                    generator_config=nets.generator_config, memory_format=memory_format)
+
+
+# -- during training -------------------------------------------------------------------------
+class BufferedLog:
+    """The loop's ``log(name, value, step)``: one MLflow batch per step, a progress line now
+    and then."""
+
+    def __init__(self, tracker, total_steps: int, every: int):
+        self.tracker, self.total_steps, self.every = tracker, total_steps, every
+        self.step: int | None = None
+        self.values: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    def __call__(self, name: str, value: float, step: int) -> None:
+        if self.step is not None and step != self.step:
+            self.flush()
+        self.step = step
+        self.values[name] = value
+
+    def flush(self) -> None:
+        if self.step is None:
+            return
+        self.tracker.log_metrics(self.values, step=self.step)
+        if self.step % self.every == 0 or self.step == self.total_steps:
+            shown = ", ".join(
+                f"{name.removeprefix('gan/')} {self.values[name]:.3f}"
+                for name in ("gan/d_loss", "gan/g_adv", "gan/g_pixel", "gan/d_acc_real", "gan/d_acc_fake")
+                if name in self.values
+            )
+            elapsed = time.perf_counter() - self.started
+            print(f"augment: step {self.step}/{self.total_steps}  {shown}  ({elapsed:.0f} s)", flush=True)
+        self.step, self.values = None, {}
+
+
+def report_event(event: dict) -> None:
+    print(
+        f"warning: augment: {event['kind']} at step {event['step']} ({event['detail']}); restored step "
+        f"{event['restored_step']}, learning rates x{event['lr_scale']:g} (restart {event['restart']})",
+        file=sys.stderr,
+    )
+
+
+class SampleGrids:
+    """``on_sample(step, generator)``: a grid of the same masks (or noise) at every call.
+
+    pix2pix: the first ``grid_samples`` training masks, with the generated and the real image
+    under each. dcgan: fixed noise, the generated mask above its image.
+    """
+
+    def __init__(self, cfg: AugmentConfig, common: CommonConfig, train, device, dtype, memory_format,
+                 folder: Path, tracker):
+        self.cfg, self.common = cfg, common
+        self.device, self.dtype, self.memory_format = device, dtype, memory_format
+        self.folder, self.tracker = Path(folder), tracker
+        count = min(cfg.grid_samples, len(train))
+        self.labels = train.masks[:count]
+        self.real = train.images[:count]
+        self.noise = noise_for(range(cfg.grid_samples), cfg.dcgan.latent_dim, common.seed + 7919)
+
+    def __call__(self, step: int, generator: torch.nn.Module) -> None:
+        generator.eval()
+        if self.cfg.model == "pix2pix":
+            images = paint_masks(generator, self.labels, self.common.num_classes, self.device, self.dtype,
+                                 self.memory_format)
+            grid = render_grid(self.labels, images, self.common.num_classes, real_images=self.real)
+        else:
+            with torch.no_grad():
+                stacks = generator(self.noise.to(self.device))
+            images, labels = decode_stacks(stacks, self.common.channels, self.common.num_classes)
+            grid = render_grid(labels, images, self.common.num_classes)
+        path = self.folder / f"step_{step:06d}.png"
+        write_png(path, grid)
+        self.tracker.log_artifact(path, "samples")
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    with io.atomic_path(Path(path)) as temp:
+        Image.fromarray(array).save(temp, format="PNG", compress_level=1)
+
+
+# -- after training --------------------------------------------------------------------------
+def state_sha256(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def register_generator(tracker, generator, models: Path, cfg: AugmentConfig, common: CommonConfig,
+                       weights_sha: str) -> str | None:
+    """Log the EMA generator and register it as a new version of ``ganseg-generator``."""
+    if not tracker.active:
+        return None
+    size = common.image_size
+    if cfg.model == "pix2pix":
+        example = -np.ones((1, mask_channels(common.num_classes), size, size), dtype=np.float32)
+    else:
+        example = np.zeros((1, cfg.dcgan.latent_dim), dtype=np.float32)
+    cpu_model = copy.deepcopy(generator).to("cpu", memory_format=torch.contiguous_format).eval()
+    with torch.no_grad():
+        output = cpu_model(torch.from_numpy(example)).numpy()
+    return tracker.log_model(
+        cpu_model,
+        registered_name=REGISTERED_NAME,
+        weights_file=models / "generator.pt",
+        config_file=models / "generator.json",
+        input_example=example,
+        output_example=output,
+        tags={"ganseg.model": cfg.model, "weights_sha256": weights_sha},
+    )
+
+
+def synthesise(cfg: AugmentConfig, common: CommonConfig, train, generator, device, dtype, memory_format):
+    if cfg.model == "pix2pix":
+        settings = MaskSamplerSettings(**cfg.mask_sampler.model_dump())
+        sampler = MaskSampler(train.masks.numpy(), settings, common.seed)
+        return list(pix2pix_pairs(generator, sampler, cfg.num_samples, common.num_classes, device, dtype,
+                                  memory_format=memory_format))
+    return list(dcgan_pairs(generator, cfg.num_samples, cfg.dcgan.latent_dim, common.channels,
+                            common.num_classes, common.seed, device, dtype))
+
+
+def synthetic_manifest(synthetic, train_ids: list[str], cfg: AugmentConfig, common: CommonConfig,
+                       version: str | None, weights_sha: str) -> pd.DataFrame:
+    rows = []
+    for pair in synthetic:
+        pair_id = f"gan_{common.seed}_{pair.index:05d}"
+        rows.append({
+            "pair_id": pair_id,
+            "image": f"images/{pair_id}.png",
+            "mask": f"masks/{pair_id}.png",
+            "source_pair_id": train_ids[pair.source_index] if pair.source_index is not None else "",
+            "donor_pair_id": train_ids[pair.donor_index] if pair.donor_index is not None else "",
+            "transform": pair.transform,
+            "generator": cfg.model,
+            "generator_version": version or "untracked",
+            "generator_sha256": weights_sha[:16],
+            "seed": common.seed,
+            "foreground_fraction": round(float((pair.mask > 0).mean()), 6),
+        })
+    return pd.DataFrame(rows)
+
+
+def write_pairs(folder: Path, synthetic, manifest: pd.DataFrame, num_classes: int) -> None:
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for pair, pair_id in zip(synthetic, manifest["pair_id"]):
+        pairs.save_image(folder / "images" / f"{pair_id}.png", np.transpose(pair.image, (1, 2, 0)))
+        pairs.save_mask(folder / "masks" / f"{pair_id}.png", pair.mask, num_classes)
+    manifest.to_csv(folder / pairs.MANIFEST, index=False)
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    frame = pd.DataFrame(rows)
+    io.write_text(path, frame.to_csv(index=False, float_format="%.6g"))
+
+
+def image_quality(cfg: AugmentConfig, common: CommonConfig, real: torch.Tensor, fake: torch.Tensor,
+                  device) -> dict:
+    """FID and KID (with N) of the synthetic vs the real training images."""
+    if not cfg.quality.fid_kid:
+        return {"fid": None, "kid": None, "fid_kid_note": "switched off (augment.quality.fid_kid: false)"}
+    from ganseg.metrics.image_quality import compute_fid_kid
+    from ganseg.metrics.inception import load_feature_extractor
+
+    real = seeded_subset(real, cfg.quality.max_images, common.seed)
+    fake = seeded_subset(fake, cfg.quality.max_images, common.seed + 1)
+    result = compute_fid_kid(
+        real, fake, load_feature_extractor(None, device=device), batch_size=cfg.quality.batch_size,
+        kid_subsets=cfg.quality.kid_subsets, kid_subset_size=cfg.quality.kid_subset_size, seed=common.seed,
+    )
+    return {
+        "fid": round(result.fid, 4),
+        "fid_n_real": result.n_real,
+        "fid_n_fake": result.n_fake,
+        "kid": round(result.kid_mean, 6),
+        "kid_std": round(result.kid_std, 6),
+        "kid_subset_size": result.kid_subset_size,
+        "kid_subsets": result.kid_subsets,
+        "feature_extractor": result.feature_extractor,
+    }
+
+
+def seeded_subset(images: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    if len(images) <= limit:
+        return images
+    chosen = np.sort(np.random.default_rng(seed).choice(len(images), size=limit, replace=False))
+    return images[torch.from_numpy(chosen)]
+
+
+def consistency(cfg: AugmentConfig, common: CommonConfig, train, val, synth_images, synth_labels,
+                device) -> dict:
+    """Dice of a reference segmenter (trained on real pairs) between its prediction on each
+    synthetic image and that image's mask; the same segmenter on real val pairs for scale."""
+    steps = cfg.consistency.steps
+    if steps == 0:
+        return {"mask_consistency": None,
+                "mask_consistency_note": "switched off (augment.consistency.steps: 0)"}
+    from ganseg.gan.consistency import mask_consistency, train_reference_segmenter
+
+    segmenter = train_reference_segmenter(
+        train.images, train.masks, common.num_classes, steps, cfg.consistency.base_channels,
+        cfg.consistency.batch_size, cfg.consistency.lr, common.seed, device,
+    )
+    result = mask_consistency(
+        segmenter, synth_images, synth_labels,
+        val.images if val is not None else None, val.masks if val is not None else None,
+        common.num_classes, device, steps,
+    )
+    return {"mask_consistency": {
+        "dice": round(result.mask_consistency_dice, 6),
+        "reference_val_dice": None if result.reference_dice is None else round(result.reference_dice, 6),
+        "n_synthetic": result.n_synthetic,
+        "n_reference": result.n_reference,
+        "segmenter": f"U-Net trained {steps} steps on the real training pairs",
+    }}
+
+
+def flat_metrics(summary: dict) -> dict[str, float]:
+    out = {name: value for name, value in summary["final"].items()}
+    for key in ("fid", "kid", "kid_std", "guard_restarts", "iterations_per_second", "train_seconds"):
+        if isinstance(summary.get(key), (int, float)):
+            out[f"augment/{key}"] = summary[key]
+    consistency_block = summary.get("mask_consistency")
+    if consistency_block:
+        out["augment/mask_consistency_dice"] = consistency_block["dice"]
+        if consistency_block["reference_val_dice"] is not None:
+            out["augment/reference_val_dice"] = consistency_block["reference_val_dice"]
+    return out

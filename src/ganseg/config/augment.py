@@ -1,0 +1,207 @@
+"""The ``augment`` block: the GAN that synthesises labelled pairs, and how it is trained.
+
+``GanObjectiveConfig`` (loss and stabilisers) and ``DiscriminatorConfig`` are separate
+models so that adversarial fine-tuning can embed the same blocks in its own params.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ganseg.config.base import StrictModel
+from ganseg.errors import ConfigError
+
+NormName = Literal["batch", "instance", "none"]
+
+
+class GanObjectiveConfig(StrictModel):
+    """Adversarial loss and discriminator stabilisers (see docs/augment.md for choices)."""
+
+    loss: Literal["bce", "lsgan", "hinge", "wgan", "wgan_gp"] = Field(
+        "bce", description="bce = vanilla / non-saturating; lsgan; hinge; wgan (weight clipping); "
+        "wgan_gp (gradient penalty)."
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="One-sided: real target = 1 - this (0.1 -> 0.9). bce, lsgan."
+    )
+    gradient_penalty: float | None = Field(
+        None, ge=0, description="WGAN-GP weight on interpolates; null = 10 for wgan_gp, else off."
+    )
+    r1_gamma: float = Field(0.0, ge=0, description="R1 penalty on real inputs; 0 = off.")
+    r1_interval: int = Field(1, ge=1, description="Lazy R1: apply every k steps, scaled by k.")
+    weight_penalty: float = Field(0.0, ge=0, description="L2 on discriminator weights; 0 = off.")
+    weight_clip: float | None = Field(
+        None, ge=0, description="Clamp D parameters to +-c after each step; null = 0.01 for wgan, else off."
+    )
+    spectral_norm: bool = Field(False, description="Spectral normalisation of every D layer.")
+    instance_noise: float = Field(
+        0.0, ge=0, le=2, description="Std of noise on D inputs at step 0, annealed to 0; 0 = off."
+    )
+    image_pool: int = Field(0, ge=0, description="History pool of past fakes for D; 0 = off (pix2pix: 50).")
+    minibatch_std: bool = Field(False, description="Minibatch-stddev feature in D (against mode collapse).")
+    d_steps_per_g: int = Field(1, ge=1, description="Discriminator steps per generator step (WGAN: 5).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GanObjectiveConfig:
+        if self.label_smoothing and self.loss not in ("bce", "lsgan"):
+            raise ValueError(f"label_smoothing applies to bce and lsgan, not {self.loss}; set it to 0")
+        if self.loss == "wgan_gp" and self.gradient_penalty == 0:
+            raise ValueError("loss wgan_gp needs gradient_penalty > 0 (or null for 10)")
+        if self.loss == "wgan" and self.weight_clip == 0:
+            raise ValueError("loss wgan needs weight_clip > 0 (or null for 0.01); use wgan_gp for a penalty")
+        return self
+
+    @property
+    def gradient_penalty_weight(self) -> float:
+        if self.gradient_penalty is not None:
+            return self.gradient_penalty
+        return 10.0 if self.loss == "wgan_gp" else 0.0
+
+    @property
+    def weight_clip_limit(self) -> float:
+        if self.weight_clip is not None:
+            return self.weight_clip
+        return 0.01 if self.loss == "wgan" else 0.0
+
+
+class DiscriminatorConfig(StrictModel):
+    base_channels: int = Field(16, ge=4, le=512, description="Width of the first conv.")
+    layers: int = Field(3, ge=1, le=6, description="PatchGAN stride-2 convs (3 = 70x70 patches).")
+    norm: NormName = Field("instance", description="instance | batch | none (none or instance for penalties).")
+
+
+class Pix2PixConfig(StrictModel):
+    base_channels: int = Field(16, ge=4, le=512, description="U-Net generator width at full size.")
+    depth: int | None = Field(None, ge=2, le=10, description="Down-samplings; null = log2(size) - 2.")
+    norm: NormName = "instance"
+    dropout: float = Field(0.5, ge=0, lt=1, description="Decoder dropout (pix2pix's noise source).")
+    upsample: Literal["transpose", "resize"] = Field(
+        "transpose",
+        description="transpose: conv-transpose 4x4/2 (pix2pix); resize: nearest x2 + conv3x3 "
+        "(no checkerboard artifacts, about 2.5x the generator's cost).",
+    )
+    lambda_l1: float = Field(100.0, ge=0, description="Weight of the L1 pixel loss.")
+
+
+class DcganConfig(StrictModel):
+    latent_dim: int = Field(64, ge=1, le=1024)
+    base_channels: int = Field(32, ge=4, le=512, description="Generator width at full size.")
+    residual_blocks: int = Field(0, ge=0, le=8, description="Residual blocks per resolution (G and D).")
+    norm: NormName = Field("batch", description="Generator norm (DCGAN: batch).")
+
+
+class MaskSamplerConfig(StrictModel):
+    flips: bool = Field(True, description="Random flips and 90-degree rotations.")
+    affine_p: float = Field(0.7, ge=0, le=1)
+    scale: tuple[float, float] = Field((0.85, 1.15), description="Affine zoom range.")
+    rotate: float = Field(45.0, ge=0, le=180, description="Affine rotation, degrees either way.")
+    translate: float = Field(0.1, ge=0, le=0.5, description="Affine shift, fraction of the side.")
+    elastic_p: float = Field(0.5, ge=0, le=1)
+    elastic_alpha: float = Field(1.0, ge=0, description="Elastic displacement, fraction of the side.")
+    elastic_sigma: float = Field(0.08, gt=0, description="Elastic smoothness, fraction of the side.")
+    crop_p: float = Field(0.2, ge=0, le=1)
+    crop_scale: tuple[float, float] = Field((0.6, 1.0), description="Area kept by the random crop.")
+    paste_p: float = Field(0.5, ge=0, le=1, description="Chance to paste objects from a donor mask.")
+    paste_max: int = Field(3, ge=0, le=100, description="Most objects pasted into one mask.")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> MaskSamplerConfig:
+        for name in ("scale", "crop_scale"):
+            low, high = getattr(self, name)
+            if not 0 < low <= high:
+                raise ValueError(f"{name} must be [low, high] with 0 < low <= high")
+        if self.crop_scale[1] > 1:
+            raise ValueError("crop_scale must not exceed 1")
+        return self
+
+
+class GuardConfig(StrictModel):
+    max_restarts: int = Field(3, ge=0, description="Restores from the last checkpoint before giving up.")
+    lr_factor: float = Field(0.5, gt=0, lt=1, description="Both learning rates times this per restore.")
+    collapse_window: int = Field(
+        0, ge=0, description="Steps of near-perfect D accuracy that count as collapse; 0 = off."
+    )
+    collapse_accuracy: float = Field(0.99, gt=0.5, le=1)
+
+
+class ConsistencyConfig(StrictModel):
+    """The reference segmenter behind ``mask_consistency_dice`` (see docs/augment.md)."""
+
+    steps: int = Field(200, ge=0, description="Training steps on the real pairs; 0 = no consistency score.")
+    base_channels: int = Field(8, ge=4, le=256)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(2e-3, gt=0)
+
+
+class QualityConfig(StrictModel):
+    """FID / KID of the synthetic images against the real training images (metrics library)."""
+
+    fid_kid: bool = Field(True, description="false = skip FID and KID (Inception on CPU is slow).")
+    max_images: int = Field(100, ge=2, description="At most this many images per side (seeded); N is reported.")
+    kid_subset_size: int = Field(50, ge=2, description="KID subset size (capped at the smaller N).")
+    kid_subsets: int = Field(50, ge=1)
+    batch_size: int = Field(25, ge=1, description="Images per Inception forward pass.")
+
+
+class AugmentConfig(StrictModel):
+    model: Literal["pix2pix", "dcgan"] = "pix2pix"
+    num_samples: int = Field(224, ge=1, le=1_000_000, description="Synthetic pairs to write.")
+    steps: int = Field(600, ge=1, description="Training iterations (one batch each).")
+    batch_size: int = Field(16, ge=1, le=4096)
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = Field((0.5, 0.999), description="Adam betas for G and D.")
+    ema_decay: float = Field(0.99, ge=0, lt=1, description="EMA of G used for samples; 0 = last weights.")
+    augment_real: bool = Field(True, description="Random flips / 90-degree turns of real pairs in training.")
+    channels_last: Literal["auto", "on", "off"] = Field(
+        "auto", description="Memory layout of conv tensors; auto = on for CUDA only."
+    )
+    log_interval: int = Field(10, ge=1, description="Steps per logged mean (MLflow, plots file).")
+    sample_interval: int = Field(100, ge=0, description="Steps between sample grids; 0 = none.")
+    checkpoint_interval: int = Field(100, ge=1, description="Steps between resumable checkpoints.")
+    grid_samples: int = Field(16, ge=1, le=256, description="Fixed masks / noise shown in each grid.")
+    pix2pix: Pix2PixConfig = Pix2PixConfig()
+    dcgan: DcganConfig = DcganConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    objective: GanObjectiveConfig = GanObjectiveConfig()
+    guard: GuardConfig = GuardConfig()
+    mask_sampler: MaskSamplerConfig = MaskSamplerConfig()
+    consistency: ConsistencyConfig = ConsistencyConfig()
+    quality: QualityConfig = QualityConfig()
+
+    @model_validator(mode="after")
+    def _intervals(self) -> AugmentConfig:
+        for name in ("sample_interval", "checkpoint_interval"):
+            value = getattr(self, name)
+            if value % self.log_interval:
+                raise ValueError(f"{name} ({value}) must be a multiple of log_interval ({self.log_interval})")
+        needs_independent = self.objective.gradient_penalty_weight > 0 or self.objective.r1_gamma > 0
+        if needs_independent and self.discriminator.norm == "batch":
+            raise ValueError(
+                "discriminator.norm batch mixes samples, which breaks per-sample gradient "
+                "penalties; use instance or none"
+            )
+        return self
+
+    def check_against(self, image_size: int) -> None:
+        """Settings that depend on ``common.image_size``; raises ConfigError naming the key."""
+        if self.model == "pix2pix":
+            depth = self.unet_depth(image_size)
+            if image_size % 2**depth:
+                raise ConfigError(
+                    f"augment.pix2pix.depth: {depth} down-samplings need common.image_size "
+                    f"divisible by {2**depth}, got {image_size}"
+                )
+            if image_size // 2 ** self.discriminator.layers < 4:
+                raise ConfigError(
+                    f"augment.discriminator.layers: {self.discriminator.layers} halvings leave "
+                    f"under 4 px of a {image_size} px image; use fewer layers"
+                )
+        elif image_size < 8 or image_size & (image_size - 1):
+            raise ConfigError(f"augment.model dcgan needs a power-of-two common.image_size >= 8, got {image_size}")
+
+    def unet_depth(self, image_size: int) -> int:
+        return self.pix2pix.depth or max(2, int(math.log2(image_size)) - 2)

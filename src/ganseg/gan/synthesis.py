@@ -1,0 +1,85 @@
+"""Make labelled pairs with a trained generator, deterministically from the seed.
+
+- pix2pix: each new mask comes from the :class:`MaskSampler` (sample ``i`` depends only on
+  ``(seed, i)``), and the generator, in eval mode (no dropout), paints its image.
+- dcgan: sample ``i`` decodes noise drawn from a generator seeded by ``(seed, i)``; its mask
+  is the thresholded (binary) or arg-max (multi-class) mask channels.
+
+Both return plain uint8 arrays and a description per pair; writing files is the stage's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ganseg.gan.data import decode_masks, encode_masks, images_to_uint8
+from ganseg.gan.mask_sampler import MaskSampler
+from ganseg.runtime import autocast
+
+
+@dataclass(frozen=True)
+class SyntheticPair:
+    index: int
+    image: np.ndarray  # (C, H, W) uint8
+    mask: np.ndarray  # (H, W) uint8 labels
+    source_index: int | None  # training mask the layout came from (pix2pix)
+    donor_index: int | None  # training mask objects were pasted from (pix2pix)
+    transform: str
+
+
+@torch.no_grad()
+def paint_masks(
+    generator: nn.Module, labels: torch.Tensor, num_classes: int, device: torch.device,
+    dtype: torch.dtype = torch.float32, memory_format=torch.contiguous_format,
+) -> torch.Tensor:
+    """(B, H, W) labels -> (B, C, H, W) uint8 images from a pix2pix generator."""
+    masks = encode_masks(labels.to(device), num_classes).contiguous(memory_format=memory_format)
+    with autocast(device, dtype):
+        return images_to_uint8(generator(masks)).cpu()
+
+
+def pix2pix_pairs(
+    generator: nn.Module, sampler: MaskSampler, count: int, num_classes: int,
+    device: torch.device, dtype: torch.dtype = torch.float32, batch_size: int = 32,
+    memory_format=torch.contiguous_format,
+) -> Iterator[SyntheticPair]:
+    generator.eval()
+    for start in range(0, count, batch_size):
+        sampled = [sampler.sample(i) for i in range(start, min(start + batch_size, count))]
+        labels = torch.from_numpy(np.stack([s.labels for s in sampled]))
+        images = paint_masks(generator, labels, num_classes, device, dtype, memory_format).numpy()
+        for offset, item in enumerate(sampled):
+            yield SyntheticPair(start + offset, images[offset], item.labels, item.source_index,
+                                item.donor_index, item.transform)
+
+
+def noise_for(indices: range, latent_dim: int, seed: int) -> torch.Tensor:
+    """(len(indices), latent_dim) noise; row ``i`` depends only on ``(seed, i)``."""
+    rows = [torch.randn(latent_dim, generator=torch.Generator().manual_seed(seed * 1_000_003 + i))
+            for i in indices]
+    return torch.stack(rows)
+
+
+@torch.no_grad()
+def decode_stacks(stacks: torch.Tensor, channels: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C + Cm, H, W) generator output -> (B, C, H, W) uint8 images, (B, H, W) uint8 labels."""
+    return images_to_uint8(stacks[:, :channels]).cpu(), decode_masks(stacks[:, channels:], num_classes).cpu()
+
+
+def dcgan_pairs(
+    generator: nn.Module, count: int, latent_dim: int, channels: int, num_classes: int, seed: int,
+    device: torch.device, dtype: torch.dtype = torch.float32, batch_size: int = 32,
+) -> Iterator[SyntheticPair]:
+    generator.eval()
+    for start in range(0, count, batch_size):
+        indices = range(start, min(start + batch_size, count))
+        with torch.no_grad(), autocast(device, dtype):
+            stacks = generator(noise_for(indices, latent_dim, seed).to(device))
+        images, labels = decode_stacks(stacks, channels, num_classes)
+        for offset, index in enumerate(indices):
+            yield SyntheticPair(index, images[offset].numpy(), labels[offset].numpy(), None, None, "noise")

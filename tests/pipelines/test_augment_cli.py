@@ -1,0 +1,224 @@
+"""The augment command as a user runs it, on tiny 32x32 prepared pairs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from ganseg.data import pairs
+from pipelines import augment as augment_stage
+from pipelines.__main__ import app
+from tests.gan.conftest import toy_pairs
+from tests.helpers import write_params
+
+runner = CliRunner()
+
+TINY = {
+    "steps": 6,
+    "batch_size": 4,
+    "num_samples": 10,
+    "log_interval": 2,
+    "sample_interval": 2,
+    "checkpoint_interval": 2,
+    "grid_samples": 4,
+    "channels_last": "off",
+    "pix2pix": {"base_channels": 8},
+    "discriminator": {"base_channels": 8, "layers": 2},
+    "dcgan": {"base_channels": 8, "latent_dim": 8},
+    "consistency": {"steps": 3, "base_channels": 4, "batch_size": 4},
+    "quality": {"fid_kid": False},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def prepared(root: Path, size: int = 32, num_classes: int = 1) -> Path:
+    """A prepare-style folder: train/ (12 pairs) and val/ (4 pairs)."""
+    images, labels = toy_pairs(16, size=size, num_classes=num_classes)
+    for split, chosen in (("train", range(12)), ("val", range(12, 16))):
+        folder = root / split
+        (folder / "images").mkdir(parents=True)
+        (folder / "masks").mkdir()
+        rows = []
+        for index in chosen:
+            pair_id = f"toy_{index:02d}"
+            pairs.save_image(folder / "images" / f"{pair_id}.png", images[index, 0].numpy())
+            pairs.save_mask(folder / "masks" / f"{pair_id}.png", labels[index].numpy(), num_classes)
+            rows.append({"pair_id": pair_id, "image": f"images/{pair_id}.png", "mask": f"masks/{pair_id}.png"})
+        pd.DataFrame(rows).to_csv(folder / pairs.MANIFEST, index=False)
+    return root
+
+
+def run_augment(root: Path, augment: dict, common: dict | None = None, data: Path | None = None):
+    params = write_params(root / "params.yaml", {"common": {"image_size": 32, **(common or {})},
+                                                 "augment": augment})
+    args = ["augment", "--params", str(params), "--data", str(data or root / "prepared"),
+            "--out", str(root / "synthetic"), "--models", str(root / "models"),
+            "--checkpoints", str(root / "checkpoints"), "--reports", str(root / "reports"),
+            "--plots", str(root / "plots" / "augment.csv"), "--metrics", str(root / "metrics.json")]
+    return runner.invoke(app, args)
+
+
+def error_line(result) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("warning")]
+    assert lines and lines[-1].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[-1]
+
+
+@pytest.mark.slow
+def test_writes_pairs_manifest_grids_metrics_and_registers_the_generator(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prepared(tmp_path / "prepared")
+    result = run_augment(tmp_path, TINY)
+    assert result.exit_code == 0, result.output
+
+    manifest = pd.read_csv(tmp_path / "synthetic" / "manifest.csv", dtype=str)
+    assert len(manifest) == 10
+    assert {"pair_id", "image", "mask", "source_pair_id", "transform", "generator_version",
+            "generator_sha256"} <= set(manifest.columns)
+    assert set(manifest["source_pair_id"]) <= {f"toy_{i:02d}" for i in range(12)}
+    assert (manifest["generator_version"] == "1").all()
+    loaded = pairs.load_pairs(tmp_path / "synthetic", 1, 1)  # the train stage's reader
+    assert loaded.images.shape == (10, 1, 32, 32) and set(loaded.masks.unique().tolist()) <= {0, 1}
+    assert json.loads((tmp_path / "synthetic" / "config.json").read_text())["augment"]["steps"] == 6
+
+    grids = sorted(p.name for p in (tmp_path / "reports" / "samples").glob("*.png"))
+    assert grids == [f"step_{s:06d}.png" for s in (0, 2, 4, 6)]
+    assert Image.open(tmp_path / "reports" / "synthetic_grid.png").mode == "RGB"
+    history = pd.read_csv(tmp_path / "plots" / "augment.csv")
+    assert history["step"].tolist() == [2, 4, 6] and "gan/d_loss" in history
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps_run"] == 6 and metrics["num_samples"] == 10 and metrics["guard_restarts"] == 0
+    assert math.isfinite(metrics["final"]["gan/d_loss"]) and math.isfinite(metrics["final"]["gan/g_pixel"])
+    assert metrics["fid"] is None and "switched off" in metrics["fid_kid_note"]
+    consistency = metrics["mask_consistency"]
+    assert 0 <= consistency["dice"] <= 1 and consistency["n_synthetic"] == 10 and consistency["n_reference"] == 4
+
+    info = json.loads((tmp_path / "models" / "generator.json").read_text())
+    state = torch.load(tmp_path / "models" / "generator.pt", weights_only=True)
+    from ganseg.gan.build import generator_from_config
+
+    generator = generator_from_config(info["generator"])
+    generator.load_state_dict(state)  # the saved weights rebuild the generator
+    assert info["weights_sha256"].startswith(manifest.loc[0, "generator_sha256"])
+
+    from mlflow.tracking import MlflowClient
+
+    versions = MlflowClient().search_model_versions("name='ganseg-generator'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert versions[0].tags["weights_sha256"] == info["weights_sha256"]
+
+
+@pytest.mark.slow
+def test_rerun_after_a_kill_resumes_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    for root in (straight, killed):
+        prepared(root / "prepared")
+    monkeypatch.chdir(straight)
+    assert run_augment(straight, TINY).exit_code == 0
+
+    monkeypatch.chdir(killed)
+    original = augment_stage.BufferedLog.__call__
+
+    def interrupt_at_step_4(self, name, value, step):
+        if step >= 4:
+            raise KeyboardInterrupt("signal 15")
+        original(self, name, value, step)
+
+    monkeypatch.setattr(augment_stage.BufferedLog, "__call__", interrupt_at_step_4)
+    result = run_augment(killed, TINY)
+    assert result.exit_code == 130 and "interrupted" in result.stderr
+    assert not (killed / "synthetic").exists()  # nothing half-written
+    monkeypatch.setattr(augment_stage.BufferedLog, "__call__", original)
+    result = run_augment(killed, TINY)
+    assert result.exit_code == 0, result.output
+    assert "resumed from step 2 of 6" in result.output  # the last checkpoint before the kill
+
+    a = json.loads((straight / "models" / "generator.json").read_text())["weights_sha256"]
+    b = json.loads((killed / "models" / "generator.json").read_text())["weights_sha256"]
+    assert a == b
+    first = np.asarray(Image.open(straight / "synthetic" / "images" / "gan_42_00003.png"))
+    second = np.asarray(Image.open(killed / "synthetic" / "images" / "gan_42_00003.png"))
+    assert np.array_equal(first, second)
+    grids = sorted(p.name for p in (killed / "reports" / "samples").glob("*.png"))
+    assert grids == [f"step_{s:06d}.png" for s in (0, 2, 4, 6)]  # grids from before the kill kept
+
+
+@pytest.mark.slow
+def test_changed_params_start_fresh(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prepared(tmp_path / "prepared")
+    assert run_augment(tmp_path, TINY).exit_code == 0
+    result = run_augment(tmp_path, {**TINY, "lr_d": 0.0001})
+    assert result.exit_code == 0 and "written for other params or data; starting fresh" in result.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["steps_run"] == 6
+
+
+@pytest.mark.slow
+def test_dcgan_multiclass_writes_palette_masks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prepared(tmp_path / "prepared", num_classes=3)
+    result = run_augment(tmp_path, {**TINY, "model": "dcgan", "consistency": {"steps": 0}},
+                         common={"num_classes": 3})
+    assert result.exit_code == 0, result.output
+    mask = Image.open(next((tmp_path / "synthetic" / "masks").glob("*.png")))
+    assert mask.mode == "P" and set(np.unique(np.asarray(mask))) <= {0, 1, 2}
+    manifest = pd.read_csv(tmp_path / "synthetic" / "manifest.csv")
+    assert (manifest["transform"] == "noise").all() and (manifest["generator"] == "dcgan").all()
+    assert json.loads((tmp_path / "metrics.json").read_text())["mask_consistency"] is None
+
+
+@pytest.mark.slow
+def test_fid_and_kid_are_reported_with_n(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prepared(tmp_path / "prepared")
+    quality = {"fid_kid": True, "max_images": 8, "kid_subset_size": 4, "kid_subsets": 5, "batch_size": 8}
+    result = run_augment(tmp_path, {**TINY, "num_samples": 8, "quality": quality})
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["fid"] > 0 and math.isfinite(metrics["kid"])
+    assert (metrics["fid_n_real"], metrics["fid_n_fake"], metrics["kid_subset_size"]) == (8, 8, 4)
+    assert metrics["feature_extractor"]
+
+
+def test_pairs_of_another_size_are_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prepared(tmp_path / "prepared")
+    result = run_augment(tmp_path, TINY, common={"image_size": 64})
+    assert result.exit_code == 1
+    assert "pairs are 32x32 but common.image_size is 64; re-run the prepare stage" in error_line(result)
+
+
+def test_missing_prepared_data_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_augment(tmp_path, TINY, data=tmp_path / "nowhere")
+    assert result.exit_code == 1 and "manifest not found" in error_line(result)
+
+
+def test_unknown_augment_key_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_augment(tmp_path, {**TINY, "stepz": 3})
+    assert result.exit_code == 1 and "unknown key 'augment.stepz'" in error_line(result)
+
+
+def test_dcgan_size_rule_names_the_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prepared(tmp_path / "prepared", size=48)
+    result = run_augment(tmp_path, {**TINY, "model": "dcgan"}, common={"image_size": 48})
+    assert result.exit_code == 1 and "augment.model dcgan needs a power-of-two common.image_size" in error_line(result)
