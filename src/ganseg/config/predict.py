@@ -1,0 +1,28 @@
+"""The ``predict`` block: segmenting new images of any size with a trained model."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ganseg.config.base import StrictModel
+
+
+class PredictConfig(StrictModel):
+    """Segmenting new images of any size with a trained model (``python -m pipelines predict``)."""
+
+    tile_size: int | None = Field(
+        None, ge=16, le=4096, description="Tile side, pixels; null = the size the model was trained at."
+    )
+    overlap: float = Field(
+        0.25, ge=0, lt=1, description="Fraction of the tile shared with each neighbour (outer quarter context only, rest blended)."
+    )
+    scale: float = Field(
+        1.0,
+        gt=0,
+        le=8,
+        description="Resize inputs by this factor before segmenting (masks come back at the input size); "
+        "e.g. 0.25 when training images were shrunk 4x by prepare's resize.",
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="Binary: foreground when probability > threshold.")
+    batch_size: int = Field(16, ge=1, description="Tiles per forward pass.")
+    overlays: bool = Field(True, description="Also write an overlay PNG per image.")
