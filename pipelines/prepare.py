@@ -229,7 +229,7 @@ def summarise(manifest: pd.DataFrame, unlabeled: int, warnings: int, source: str
         rows = manifest[manifest["split"] == name]
         fg = rows["foreground_fraction"]
         splits[name] = {
-            "pairs": int(len(rows)),
+            "pairs": len(rows),
             "foreground_mean": round(float(fg.mean()), 6) if len(rows) else None,
             "foreground_min": round(float(fg.min()), 6) if len(rows) else None,
             "foreground_max": round(float(fg.max()), 6) if len(rows) else None,
@@ -237,7 +237,7 @@ def summarise(manifest: pd.DataFrame, unlabeled: int, warnings: int, source: str
         }
     return {
         "source": source,
-        "pairs": int(len(manifest)),
+        "pairs": len(manifest),
         "unlabeled": unlabeled,
         "validation_warnings": warnings,
         "splits": splits,

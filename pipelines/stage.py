@@ -48,7 +48,7 @@ class StageContext:
         return path
 
 
-def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -84,7 +84,7 @@ def run_stage(
         _fail(f"stage '{name}' interrupted; outputs of this run were not written", 130)
     except typer.Exit:
         raise
-    except Exception as exc:  # noqa: BLE001 - the CLI edge: report, don't dump, unless --debug
+    except Exception as exc:
         if debug:
             raise
         _fail(f"{type(exc).__name__}: {exc} (stage '{name}'; re-run with --debug for the traceback)", 1)

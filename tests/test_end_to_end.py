@@ -24,6 +24,16 @@ from tests.conftest import REPO_ROOT
 TINY = {
     "common": {"image_size": 32},
     "prepare": {"synthetic": {"num_images": 24}},
+    "augment": {"steps": 6, "batch_size": 4, "num_samples": 8, "log_interval": 2, "sample_interval": 3,
+                "checkpoint_interval": 3, "grid_samples": 4, "pix2pix": {"base_channels": 8},
+                "discriminator": {"base_channels": 8, "layers": 2},
+                "consistency": {"steps": 3, "base_channels": 4, "batch_size": 4},
+                "quality": {"max_images": 8, "kid_subset_size": 4, "kid_subsets": 5}},
+    "train": {"epochs": 2, "batch_size": 4, "model": {"depth": 2, "base_width": 4}, "overlay_images": 2},
+    "finetune": {"epochs": 1, "batch_size": 4, "discriminator": {"base_channels": 8, "layers": 2},
+                 "overlay_images": 2},
+    "evaluate": {"bootstrap": {"resamples": 200}, "overlays": {"count": 2},
+                 "synthetic_quality": {"max_images": 8, "kid_subset_size": 4, "kid_subsets": 5}},
 }
 
 

@@ -43,9 +43,8 @@ def test_stage_runs_of_one_pipeline_share_a_parent(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("error", "status"), [(ValueError, "FAILED"), (KeyboardInterrupt, "KILLED")])
 def test_failed_and_interrupted_runs_are_not_left_running(tmp_path, error, status):
-    with pytest.raises(error):
-        with StageRun("train", tmp_path):
-            raise error("boom")
+    with pytest.raises(error), StageRun("train", tmp_path):
+        raise error("boom")
     stage = [r for r in _runs(tmp_path) if r.data.tags["ganseg.role"] == "stage"]
     assert [r.info.status for r in stage] == [status]
 
@@ -70,6 +69,5 @@ def test_unreachable_store_fails_first_when_tracking_is_required(tmp_path, monke
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "common.tracking_required is true" in result.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "m.json").exists()
-    with pytest.raises(TrackingError):
-        with StageRun("prepare", tmp_path, required=True):
-            pass
+    with pytest.raises(TrackingError), StageRun("prepare", tmp_path, required=True):
+        pass

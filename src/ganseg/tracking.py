@@ -46,11 +46,11 @@ os.environ.setdefault("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
 # Per-file download progress bars are noise in stage logs.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-import logging  # noqa: E402
+import logging
 
-import mlflow  # noqa: E402
-from mlflow.entities import RunStatus  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+import mlflow
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
 
 # Schema-migration chatter ("Creating initial MLflow database tables") is not for users.
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)

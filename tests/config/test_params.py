@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from ganseg.config import load_params
@@ -13,7 +14,7 @@ def test_repository_params_file_is_valid():
     params = load_params(REPO / "params.yaml")
     assert params.common.image_size == 64
     assert params.prepare.source == "synthetic"
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError):
         params.common.seed = 1  # frozen
 
 

@@ -26,7 +26,7 @@ class SyntheticSourceConfig(StrictModel):
     noise_std: float = Field(0.06, ge=0, le=1, description="Sensor noise, fraction of full scale.")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "SyntheticSourceConfig":
+    def _ordered(self) -> SyntheticSourceConfig:
         if self.nuclei_min > self.nuclei_max:
             raise ValueError("nuclei_min must not exceed nuclei_max")
         if self.radius_min > self.radius_max:
@@ -63,7 +63,7 @@ class SplitConfig(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _sums_to_one(self) -> "SplitConfig":
+    def _sums_to_one(self) -> SplitConfig:
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + val + test must sum to 1, they sum to {total:g}")
@@ -79,7 +79,7 @@ class ValidationConfig(StrictModel):
     min_side: int = Field(16, ge=1, description="Critical: smallest accepted image side, pixels.")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "ValidationConfig":
+    def _ordered(self) -> ValidationConfig:
         if self.foreground_min > self.foreground_max:
             raise ValueError("foreground_min must not exceed foreground_max")
         return self
@@ -98,7 +98,7 @@ class PrepareConfig(StrictModel):
     validation: ValidationConfig = ValidationConfig()
 
     @model_validator(mode="after")
-    def _folder_paths(self) -> "PrepareConfig":
+    def _folder_paths(self) -> PrepareConfig:
         if self.source == "folder" and (self.folder.images_dir is None or self.folder.masks_dir is None):
             raise ValueError("source 'folder' needs folder.images_dir and folder.masks_dir")
         return self

@@ -29,7 +29,7 @@ def open_image(path: Path) -> Image.Image:
     try:
         with Image.open(path) as handle:
             handle.load()
-            return handle.copy() if handle.mode != "P" else handle.copy()
+            return handle.copy()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnidentifiedImageError:

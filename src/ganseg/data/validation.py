@@ -19,7 +19,7 @@ import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-from ganseg.config.prepare import ValidationConfig  # noqa: E402
+from ganseg.config.prepare import ValidationConfig
 
 # Rows that a failed expectation is about are named by these columns in the summary.
 NAME_COLUMNS = ("image_path", "mask_path", "pair_id")
@@ -92,7 +92,6 @@ def validate_manifest(
     """Run the suite on ``manifest``; render Data Docs into ``docs_dir`` when given."""
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
