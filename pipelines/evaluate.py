@@ -209,9 +209,10 @@ def update_registry(
             return float(np.mean(score_images(labels, test.masks, common.num_classes)["dice"]))
 
         candidate = Candidate(variant=best, dice=comparison.summary[best]["dice"].mean, versions=tuple(versions[best]))
-        decision = decide_and_apply(
-            registry, name, candidate, score_champion, cfg.registry.champion_alias, cfg.registry.challenger_alias
-        ).as_dict()
+        with registry.promotion_lock():  # another evaluation may be deciding at this moment
+            decision = decide_and_apply(
+                registry, name, candidate, score_champion, cfg.registry.champion_alias, cfg.registry.challenger_alias
+            ).as_dict()
     except TrackingError as exc:
         if common.tracking_required:
             raise

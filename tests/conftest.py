@@ -12,6 +12,7 @@ os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
 os.environ["DO_NOT_TRACK"] = "true"
+os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DSB_ROOT = REPO_ROOT.parent / "shared" / "data" / "dsb2018_nuclei"

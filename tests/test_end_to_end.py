@@ -24,7 +24,7 @@ from tests.conftest import REPO_ROOT
 TINY = {
     "common": {"image_size": 32},
     "prepare": {"synthetic": {"num_images": 24}},
-    "augment": {"steps": 6, "batch_size": 4, "num_samples": 8, "log_interval": 2, "sample_interval": 3,
+    "augment": {"steps": 6, "batch_size": 4, "num_samples": 8, "log_interval": 3, "sample_interval": 3,
                 "checkpoint_interval": 3, "grid_samples": 4, "pix2pix": {"base_channels": 8},
                 "discriminator": {"base_channels": 8, "layers": 2},
                 "consistency": {"steps": 3, "base_channels": 4, "batch_size": 4},

@@ -427,6 +427,18 @@ class Registry:
             raise TrackingError(f"MLflow registry at {self.uri}: cannot open the store ({_short(exc)})") from None
         self._client = MlflowClient(self.uri, registry_uri=self.uri)
 
+    @contextlib.contextmanager
+    def promotion_lock(self) -> Iterator[None]:
+        """Serialise read-champion / compare / set-alias across processes on a local store.
+
+        Two evaluations finishing at once would otherwise both compare against the old
+        champion and the later write would win. A tracking server has no such lock: there,
+        run promotions one at a time (docs/reliability.md).
+        """
+        db = _sqlite_path(self.uri)
+        with _file_lock(db.with_suffix(".promote.lock")) if db else contextlib.nullcontext():
+            yield
+
     def _wrap(self, what: str, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
