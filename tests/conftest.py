@@ -33,3 +33,15 @@ def dsb_root() -> Path:
     if not (DSB_ROOT / "images").is_dir():
         pytest.fail(f"shared data set missing at {DSB_ROOT}; CI provides it beside the repo")
     return DSB_ROOT
+
+
+@pytest.fixture
+def single_thread():
+    """One intra-op torch thread for the test: tiny tensors gain nothing from threads, and on a
+    shared 2-core CPU the spare threads only spin."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

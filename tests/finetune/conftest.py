@@ -17,12 +17,8 @@ from ganseg.training.losses import SegmentationLoss
 
 
 @pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny tensors: one intra-op thread is faster than two spinning ones on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(single_thread):
+    """Every test here runs on one torch thread (tests/conftest.py)."""
 
 
 def tiny_batch(count: int = 4, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,12 +4,8 @@ OpenMP's spinning threads made them up to 10x slower (measured), not faster."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _single_thread(single_thread):
+    """Every test here runs on one torch thread (tests/conftest.py)."""

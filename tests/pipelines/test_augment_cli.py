@@ -38,12 +38,9 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
 
 
 def prepared(root: Path, size: int = 32, num_classes: int = 1) -> Path:

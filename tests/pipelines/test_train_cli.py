@@ -35,6 +35,9 @@ TINY = {
 }
 
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
 def write_pair_folder(folder: Path, count: int, seed: int, side: int = SIDE, prefix: str = "syn") -> Path:
     """A pair folder as prepare (or augment) writes it, from the embedded generator."""
     (folder / "images").mkdir(parents=True)
@@ -68,12 +71,6 @@ def _error_line(result) -> str:
     return lines[-1]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add overhead on a shared 2-core box
-    yield
-    torch.set_num_threads(before)
 
 
 def test_real_variant_writes_model_metrics_plots_reports_and_registers(tmp_path, monkeypatch):

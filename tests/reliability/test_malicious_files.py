@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -17,6 +16,9 @@ from tests.helpers import write_params
 from tests.pipelines.test_train_cli import TINY, make_project, train_args
 
 runner = CliRunner()
+
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class Payload:
@@ -36,12 +38,6 @@ def _write_malicious(path: Path, sentinel: Path) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.reliability
