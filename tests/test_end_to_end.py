@@ -90,6 +90,9 @@ def tiny_repo(tmp_path_factory):
     guard = repo.parent / "guard"
     guard.mkdir()
     (guard / "sitecustomize.py").write_text(SOCKET_GUARD)
+    # DVC experiments commit to git: give them an identity even where git has none configured.
+    env.update(GIT_AUTHOR_NAME="ganseg-e2e", GIT_AUTHOR_EMAIL="e2e@localhost",
+               GIT_COMMITTER_NAME="ganseg-e2e", GIT_COMMITTER_EMAIL="e2e@localhost")
     env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHONPATH=f"{guard}:{repo / 'src'}:{repo}",
                VIRTUAL_ENV=str(Path(sys.executable).parents[1]), GANSEG_SOCKET_LOG=str(repo.parent / "sockets.log"))
     for command in (["git", "init", "-q"], ["git", "add", "-A"],
