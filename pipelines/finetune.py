@@ -60,7 +60,7 @@ from ganseg.training.loop import fit, resume
 from ganseg.training.losses import SegmentationLoss
 from ganseg.training.optim import build_optimizer, build_scheduler
 from ganseg.training.validation import evaluate_dice, overlay_grid, predict_logits
-from pipelines.stage import DebugOption, ParamsOption, run_stage
+from pipelines.stage import DebugOption, ParamsOption, ProgressOption, run_stage
 from pipelines.train import REGISTERED_NAME, data_digest, load_split
 
 app = typer.Typer(help="Fine-tune a trained U-Net adversarially (optionally with unlabeled images).")
@@ -84,8 +84,7 @@ def finetune(
     plots: Annotated[Path | None, typer.Option(help="Default: plots/<name>.csv.")] = None,
     reports: Annotated[Path | None, typer.Option(help="Default: reports/<name>.")] = None,
     checkpoints: Annotated[Path | None, typer.Option(help="Default: checkpoints/<name>.")] = None,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
-                                                  help="Progress bar; default: only on a terminal.")] = None,
+    progress: ProgressOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Fine-tune ``--start`` adversarially; resume its checkpoint when ``finetune.resume`` is true."""

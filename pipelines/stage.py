@@ -24,6 +24,9 @@ from ganseg.errors import GansegError
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="The params file to read.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")]
+ProgressOption = Annotated[
+    bool | None, typer.Option("--progress/--no-progress", help="Progress bar; default: only on a terminal.")
+]
 
 
 @dataclass

@@ -56,7 +56,7 @@ from ganseg.training.loop import SegmentationStep, fit, resume
 from ganseg.training.losses import SegmentationLoss
 from ganseg.training.optim import build_optimizer, build_scheduler
 from ganseg.training.validation import evaluate_dice, overlay_grid, predict_logits
-from pipelines.stage import DebugOption, ParamsOption, run_stage
+from pipelines.stage import DebugOption, ParamsOption, ProgressOption, run_stage
 
 app = typer.Typer(help="Train the U-Net on the prepared pairs (plus synthetic pairs with --synthetic).")
 
@@ -80,8 +80,7 @@ def train(
     plots: Annotated[Path | None, typer.Option(help="Default: plots/train_<variant>.csv.")] = None,
     reports: Annotated[Path | None, typer.Option(help="Default: reports/train_<variant>.")] = None,
     checkpoints: Annotated[Path | None, typer.Option(help="Default: checkpoints/train_<variant>.")] = None,
-    progress: Annotated[bool | None, typer.Option("--progress/--no-progress",
-                                                  help="Progress bar; default: only on a terminal.")] = None,
+    progress: ProgressOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Train one U-Net variant; resume its checkpoint when ``train.resume`` is true."""
