@@ -15,7 +15,8 @@ os.environ["DO_NOT_TRACK"] = "true"
 os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DSB_ROOT = REPO_ROOT.parent / "shared" / "data" / "dsb2018_nuclei"
+# CI puts the shared folder beside the clone; elsewhere point GANSEG_DSB_ROOT at the data set.
+DSB_ROOT = Path(os.environ.get("GANSEG_DSB_ROOT", REPO_ROOT.parent / "shared" / "data" / "dsb2018_nuclei"))
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +32,8 @@ def _isolated_tracking(tmp_path_factory, monkeypatch):
 def dsb_root() -> Path:
     """The shared DSB 2018 nuclei set (read in place, never copied into the repo)."""
     if not (DSB_ROOT / "images").is_dir():
-        pytest.fail(f"shared data set missing at {DSB_ROOT}; CI provides it beside the repo")
+        pytest.fail(f"DSB 2018 data set missing at {DSB_ROOT}; CI provides ../shared beside the repo, "
+                    "elsewhere set GANSEG_DSB_ROOT")
     return DSB_ROOT
 
 
