@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -36,3 +40,26 @@ def folder_dataset(root: Path, count: int = 12, **kwargs) -> tuple[Path, Path]:
 def write_params(path: Path, blocks: dict) -> Path:
     path.write_text(yaml.safe_dump(blocks, sort_keys=False))
     return path
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float, what: str) -> None:
+    """Poll ``url`` until it answers; fail naming ``what`` if it does not within ``timeout_s``
+    or the server process exits first."""
+    import pytest
+
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                pytest.fail(f"{what} did not come up within {timeout_s:.0f} s")
+            time.sleep(1)

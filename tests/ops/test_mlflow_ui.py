@@ -8,10 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from ganseg.tracking import StageRun, tracking_uri
 from tests.conftest import REPO_ROOT
+from tests.helpers import free_port, wait_until_serving
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -33,12 +31,6 @@ def _chromium() -> str:
     if not found:
         pytest.fail("Debian's chromium is not installed: .ci/run installs it (apt-get install chromium)")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _populate(root: Path) -> None:
@@ -77,22 +69,14 @@ def test_ui_shows_runs_metrics_and_champion_alias(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
     _populate(tmp_path)
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLRUNS_DIR": str(store), "PORT": str(port)}
     env.pop("MLFLOW_TRACKING_URI")
     server = subprocess.Popen([str(REPO_ROOT / "dev"), "ui"], env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail("`./dev ui` did not start serving on loopback within 90 s")
-                time.sleep(1)
+        wait_until_serving(f"{base}/health", server, 90, "`./dev ui` serving on loopback")
         experiment = MlflowClient(f"sqlite:///{store / 'mlflow.db'}").get_experiment_by_name("ganseg")
         reports = REPO_ROOT / "reports"
         reports.mkdir(exist_ok=True)

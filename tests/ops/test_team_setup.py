@@ -10,11 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,15 +21,9 @@ from typer.testing import CliRunner
 
 from ganseg.tracking import StageRun
 from pipelines.__main__ import app
-from tests.helpers import write_params
+from tests.helpers import free_port, wait_until_serving, write_params
 
 PG_BIN = Path("/usr/lib/postgresql")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pg_tool(name: str) -> str:
@@ -53,7 +44,7 @@ def postgres():
     data = Path(tempfile.mkdtemp(prefix="ganseg-pg-"))
     if os.geteuid() == 0:
         shutil.chown(data, "postgres", "postgres")
-    port = _free_port()
+    port = free_port()
     _as_postgres([_pg_tool("initdb"), "-D", str(data), "--auth=trust", "-U", "postgres"])
     _as_postgres([_pg_tool("pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), "-o",
                   f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"])
@@ -67,7 +58,7 @@ def postgres():
 
 @pytest.mark.slow
 def test_stage_and_registry_against_postgres_backed_server(tmp_path, monkeypatch, postgres):
-    port = _free_port()
+    port = free_port()
     mlflow_bin = Path(os.sys.executable).parent / "mlflow"
     server = subprocess.Popen(
         [str(mlflow_bin), "server", "--backend-store-uri", postgres, "--artifacts-destination",
@@ -76,15 +67,7 @@ def test_stage_and_registry_against_postgres_backed_server(tmp_path, monkeypatch
     )
     try:
         uri = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    pytest.fail("mlflow server on PostgreSQL did not come up within 120 s")
-                time.sleep(1)
+        wait_until_serving(f"{uri}/health", server, 120, "mlflow server on PostgreSQL")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         monkeypatch.setenv("GANSEG_PIPELINE_RUN", "team-1")
         work = tmp_path / "work"
