@@ -15,11 +15,13 @@ consistency reference). Writes:
 
 Resumable checkpoints and the grids written so far live in ``<checkpoints>`` (default
 checkpoints/augment/, git-ignored and not a DVC output, because DVC deletes a stage's outputs
-before running it): re-running after a kill continues from the last checkpoint.
+before running it): re-running after a kill continues from the last checkpoint. They are
+removed once every output is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -69,7 +71,7 @@ def augment(
     data: Annotated[Path, typer.Option(help="Prepared pair folders (train/, val/).")] = Path("data/prepared"),
     out: Annotated[Path, typer.Option(help="Folder for the synthetic pairs.")] = Path("data/synthetic"),
     models: Annotated[Path, typer.Option(help="Folder for the generator weights.")] = Path("models/generator"),
-    checkpoints: Annotated[Path, typer.Option(help="Resumable checkpoints (kept across runs).")] = Path(
+    checkpoints: Annotated[Path, typer.Option(help="Resumable checkpoints (removed once the outputs are written).")] = Path(
         "checkpoints/augment"
     ),
     reports: Annotated[Path, typer.Option(help="Folder for the sample grids.")] = Path("reports/augment"),
@@ -140,7 +142,7 @@ def augment(
         clock = time.perf_counter()
 
         synthetic = synthesise(cfg, common, train, generator, device, dtype, run.memory_format)
-        manifest = synthetic_manifest(synthetic, train.ids, cfg, common, version, weights_sha)
+        manifest = synthetic_manifest(synthetic, train.ids, cfg, common, weights_sha)
         with io.staged_dir(out) as staged:
             write_pairs(staged, synthetic, manifest, common.num_classes)
             ctx.save_resolved_config(staged)
@@ -187,6 +189,12 @@ def augment(
         ctx.tracker.log_artifact(reports / "synthetic_grid.png", "samples")
         ctx.tracker.log_artifact(plots, "history")
         ctx.tracker.log_artifact(out / pairs.MANIFEST, "synthetic")
+        # Every output is written: the resumable state has served its purpose. Kept, a forced
+        # re-run (`dvc repro -f augment`) would "resume" at the last step instead of training.
+        checkpointer.clear()
+        shutil.rmtree(checkpoints / "samples", ignore_errors=True)
+        with contextlib.suppress(OSError):
+            checkpoints.rmdir()
         print(
             f"augment: {cfg.model} {cfg.steps} steps ({summary['iterations_per_second']} it/s), "
             f"{len(synthetic)} pairs -> {out}; generator {version or 'untracked'} ({weights_sha[:12]})"
@@ -373,7 +381,13 @@ def synthesise(cfg: AugmentConfig, common: CommonConfig, train, generator, devic
 
 
 def synthetic_manifest(synthetic, train_ids: list[str], cfg: AugmentConfig, common: CommonConfig,
-                       version: str | None, weights_sha: str) -> pd.DataFrame:
+                       weights_sha: str) -> pd.DataFrame:
+    """One row per pair, all of it a function of the inputs: the same run writes the same bytes.
+
+    The registry version is left out on purpose (it grows with every run): with it, DVC would
+    see new data after every forced re-run and retrain everything downstream. The generator's
+    ``weights_sha256`` tag in the registry leads from a manifest to its version.
+    """
     rows = []
     for pair in synthetic:
         pair_id = f"gan_{common.seed}_{pair.index:05d}"
@@ -385,7 +399,6 @@ def synthetic_manifest(synthetic, train_ids: list[str], cfg: AugmentConfig, comm
             "donor_pair_id": train_ids[pair.donor_index] if pair.donor_index is not None else "",
             "transform": pair.transform,
             "generator": cfg.model,
-            "generator_version": version or "untracked",
             "generator_sha256": weights_sha[:16],
             "seed": common.seed,
             "foreground_fraction": round(float((pair.mask > 0).mean()), 6),

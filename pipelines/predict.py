@@ -69,7 +69,7 @@ def predict(
         tile = cfg.tile_size or segmenter.image_size or common.image_size
         # Decode everything first: a bad file stops the command before anything is written.
         check_readable(inputs, segmenter.in_channels)
-        output_dir.mkdir(parents=True, exist_ok=True)
+        make_output_dir(output_dir)
         out_root = output_dir.resolve()
 
         started = time.perf_counter()
@@ -152,6 +152,16 @@ def check_output_dir(output_dir: Path, input_dir: Path) -> None:
         raise GansegError(f"{output_dir}: --output exists and is not a folder")
     if output_dir.resolve() == Path(input_dir).resolve():
         raise GansegError(f"{output_dir}: --output must differ from --input (masks would mix with the images)")
+
+
+def make_output_dir(output_dir: Path) -> None:
+    """Create ``--output`` and prove it takes files, before any result is written."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test."):
+            pass
+    except OSError as exc:
+        raise GansegError(f"{output_dir}: cannot write the --output folder ({exc.strerror or exc})") from exc
 
 
 def confined(root: Path, folder: str | None, filename: str) -> Path:

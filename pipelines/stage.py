@@ -2,7 +2,8 @@
 
 A stage body runs inside :func:`run_stage`. User errors (:class:`GansegError`) become one
 line on stderr and exit code 1; anything unexpected also becomes one line unless ``--debug``
-asks for the traceback; Ctrl-C and SIGTERM end the MLflow run as KILLED and exit 130.
+asks for the traceback; Ctrl-C and SIGTERM end the MLflow run as KILLED and exit 130, and so does the death of
+the `dvc` process that started the stage (see :mod:`pipelines.dvc_parent`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import typer
 from ganseg import io
 from ganseg.config import Params, load_params
 from ganseg.errors import GansegError
+from pipelines.dvc_parent import stop_with_dvc_parent
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="The params file to read.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")]
@@ -65,6 +67,7 @@ def run_stage(
     ``run_name`` names the MLflow run (default: the stage name).
     """
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    stop_with_dvc_parent()
     try:
         params = load_params(params_path)
         from ganseg.tracking import StageRun

@@ -63,3 +63,26 @@ def wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float, wha
             if time.time() > deadline or server.poll() is not None:
                 pytest.fail(f"{what} did not come up within {timeout_s:.0f} s")
             time.sleep(1)
+
+
+def run_dvc_queue(dvc: Path, repo: Path, env: dict, jobs: int, timeout_s: float) -> str:
+    """``dvc queue start --jobs N``, then wait until nothing is queued or running; returns the status.
+
+    The queue's workers inherit the starting process's stdout: read through a pipe, ``queue
+    start`` would seem to hang until every experiment finished. A log file lets it return at once.
+    """
+    log_path = repo.parent / f"queue-start-{time.time_ns()}.log"
+    with open(log_path, "w") as log:
+        started = subprocess.run([str(dvc), "queue", "start", "--jobs", str(jobs)], cwd=repo, env=env,
+                                 stdout=log, stderr=subprocess.STDOUT, timeout=120, check=False)
+    assert started.returncode == 0, log_path.read_text()[-2000:]
+    deadline = time.time() + timeout_s
+    status = ""
+    while time.time() < deadline:
+        status = subprocess.run([str(dvc), "queue", "status"], cwd=repo, env=env, capture_output=True,
+                                text=True, timeout=120, check=False).stdout
+        if "Queued" not in status and "Running" not in status:
+            return status
+        time.sleep(3)
+    subprocess.run([str(dvc), "queue", "stop", "--kill"], cwd=repo, env=env, capture_output=True, timeout=120, check=False)
+    raise AssertionError(f"the queue did not finish within {timeout_s:.0f} s:\n{status}")

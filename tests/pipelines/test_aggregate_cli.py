@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 from pipelines.__main__ import app
 from tests.conftest import REPO_ROOT
 from tests.evaluation.test_seeds import _exp, _exp_show, _metrics
+from tests.helpers import run_dvc_queue
 
 runner = CliRunner()
 
@@ -81,14 +81,8 @@ def test_queued_dvc_experiments_are_aggregated(tmp_path):
     run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     for seed in (1, 2, 3):
         run(str(bin_dir / "dvc"), "exp", "run", "--queue", "-S", f"common.seed={seed}")
-    run(str(bin_dir / "dvc"), "queue", "start", "--jobs", "1")
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        status = run(str(bin_dir / "dvc"), "queue", "status").stdout
-        if status.count("Success") == 3:
-            break
-        assert "Failed" not in status, status
-        time.sleep(3)
+    status = run_dvc_queue(bin_dir / "dvc", repo, env, jobs=1, timeout_s=240)
+    assert status.count("Success") == 3, status
     done = run(sys.executable, "-m", "pipelines", "aggregate", "--out", "reports/seeds.md")
     assert "3 seed(s)" in done.stdout
     text = (repo / "reports" / "seeds.md").read_text()

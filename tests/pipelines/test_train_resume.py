@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ganseg.models.model_file import read_model_file
 from tests.helpers import write_params
 from tests.pipelines.test_train_cli import TINY, make_project
 
@@ -73,6 +74,12 @@ def test_killed_run_resumes_and_matches_the_uninterrupted_run(tmp_path):
     pd.testing.assert_frame_equal(_comparable(resumed_history), _comparable(straight_history))
     assert resumed_metrics["val"] == straight_metrics["val"]
     assert resumed_metrics["best_epoch"] == straight_metrics["best_epoch"]
+    straight = read_model_file(straight_root / "models" / "unet_real.pt")["state_dict"]
+    resumed = read_model_file(killed_root / "models" / "unet_real.pt")["state_dict"]
+    difference = max(float((straight[k].double() - resumed[k].double()).abs().max()) for k in straight)
+    print(f"\ntrain, 5 epochs straight vs kill -9 and resume: max abs parameter difference {difference} "
+          f"over {len(straight)} tensors")
+    assert difference == 0.0
 
 
 @pytest.mark.slow

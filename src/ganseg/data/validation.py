@@ -139,7 +139,7 @@ def validate_manifest(
         kwargs = config.kwargs
         column = kwargs.get("column") or f"{kwargs.get('column_A')} = {kwargs.get('column_B')}"
         indexes = item.result.get("unexpected_index_list") or []
-        files = [_row_name(manifest, index) for index in indexes]
+        files = [_row_name(manifest, index, column) for index in indexes]
         severity = "warning" if str(getattr(config, "severity", "")).lower().endswith("warning") else "critical"
         count = item.result.get("unexpected_count") or len(files) or 1
         findings.append(Finding(config.type, column, severity, files, int(count)))
@@ -147,13 +147,15 @@ def validate_manifest(
     return ValidationReport(success=success, findings=findings, result=result_dict)
 
 
-def _row_name(manifest: pd.DataFrame, index) -> str:
+def _row_name(manifest: pd.DataFrame, index, failed_column: str) -> str:
+    """How a failing row is named: the failed column's own text when it has some (a read error
+    already names the file and says why), else the row's first file name."""
     if isinstance(index, dict):  # GX may report {column: value, ...} instead of a label
         index = index.get("index", next(iter(index.values())))
     row = manifest.loc[index] if index in manifest.index else None
     if row is None:
         return str(index)
-    for column in NAME_COLUMNS:
+    for column in (failed_column, *NAME_COLUMNS):
         value = row.get(column)
         if isinstance(value, str) and value:
             return value

@@ -239,6 +239,10 @@ class Checkpointer:
             return None
         return state
 
+    def clear(self) -> None:
+        """Remove the checkpoint once the run's outputs are safely written."""
+        self.path.unlink(missing_ok=True)
+
     def stale(self) -> bool:
         """A checkpoint exists but belongs to other settings."""
         return self.path.exists() and self.load() is None
