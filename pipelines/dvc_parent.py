@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import psutil
 
@@ -52,9 +53,8 @@ def stop_with_dvc_parent() -> threading.Thread | None:
         return None
 
     def watch() -> None:
-        tick = threading.Event()
         while _alive(parent):
-            tick.wait(POLL_SECONDS)
+            time.sleep(POLL_SECONDS)
         os.kill(os.getpid(), signal.SIGTERM)
 
     thread = threading.Thread(target=watch, name="dvc-parent-watch", daemon=True)
