@@ -119,8 +119,11 @@ def _kill_once(repo: Path, env: dict, log: Path, stage: str, kind: str, fraction
         process = _stage_process(watched)
         time.sleep(0.01)
     time.sleep(fraction * duration)
-    hit = not _gone(process)
-    (process if kind == "stage" else watched).send_signal(signal.SIGKILL)
+    try:
+        hit = not _gone(process)
+        (process if kind == "stage" else watched).send_signal(signal.SIGKILL)
+    except psutil.NoSuchProcess:  # it ended between the check and the kill: nothing was hit
+        hit = False
     started.wait(timeout=120)
     # With its dvc parent dead the stage must stop on its own (SIGTERM from its watch).
     stopped_after = time.monotonic()
