@@ -33,7 +33,8 @@ def _nearest_dvc_ancestor() -> psutil.Process | None:
     return None
 
 
-def _alive(process: psutil.Process) -> bool:
+def process_alive(process: psutil.Process) -> bool:
+    """Running and not a zombie (exited, not yet reaped)."""
     # is_running() compares the creation time too, so a recycled pid does not fool it.
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
@@ -53,7 +54,7 @@ def stop_with_dvc_parent() -> threading.Thread | None:
         return None
 
     def watch() -> None:
-        while _alive(parent):
+        while process_alive(parent):
             time.sleep(POLL_SECONDS)
         os.kill(os.getpid(), signal.SIGTERM)
 

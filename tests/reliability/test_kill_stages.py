@@ -27,6 +27,7 @@ import psutil
 import pytest
 import yaml
 
+from pipelines.dvc_parent import process_alive
 from tests.tiny_project import DVC, dvc, make_tiny_project, mlflow_runs
 
 TRIALS_PER_STAGE = int(os.environ.get("GANSEG_KILL_TRIALS", "5"))
@@ -55,13 +56,6 @@ def _stage_process(dvc_process: psutil.Process) -> psutil.Process | None:
     return None
 
 
-def _gone(process: psutil.Process) -> bool:
-    try:
-        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def _start_dvc(repo: Path, env: dict, log: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([str(DVC), "repro", *args], cwd=repo, env=env, stdout=open(log, "a"),
                             stderr=subprocess.STDOUT)
@@ -79,7 +73,7 @@ def _durations(repo: Path, env: dict, log: Path) -> dict[str, float]:
             except (psutil.Error, KeyError):
                 continue
             first = time.monotonic()
-            while not _gone(stage):
+            while process_alive(stage):
                 time.sleep(0.02)
             seen[name] = time.monotonic() - first
         time.sleep(0.02)
@@ -120,14 +114,14 @@ def _kill_once(repo: Path, env: dict, log: Path, stage: str, kind: str, fraction
         time.sleep(0.01)
     time.sleep(fraction * duration)
     try:
-        hit = not _gone(process)
+        hit = process_alive(process)
         (process if kind == "stage" else watched).send_signal(signal.SIGKILL)
     except psutil.NoSuchProcess:  # it ended between the check and the kill: nothing was hit
         hit = False
     started.wait(timeout=120)
     # With its dvc parent dead the stage must stop on its own (SIGTERM from its watch).
     stopped_after = time.monotonic()
-    while not _gone(process):
+    while process_alive(process):
         assert time.monotonic() - stopped_after < 30, f"{stage} ran on for 30 s after its dvc parent was killed"
         time.sleep(0.05)
     return {"hit": hit, "orphan_s": time.monotonic() - stopped_after}
