@@ -19,6 +19,13 @@ load changes (shared CPUs) slows both alike; the median block speed of each is r
   accumulated on the device (one sync per log interval), the EMA generator updated, and the
   device's precision (bf16 autocast on CUDA, fp32 on CPU) and memory layout
   (``augment.channels_last``).
+
+It also counts the FLOPs of one iteration of each loop (``torch.utils.flop_counter``:
+convolutions and matmuls, forward + backward; the naive loop's are higher because its G step
+also builds D's weight gradients) and times a float32 2048x2048 matrix multiply on the same
+threads, the machine's practical FLOP ceiling. From them: the share of that peak each loop
+achieves, and the largest speed-up over the naive loop that ganseg's FLOPs would allow at
+100% of the peak. Where that ceiling is below a target, no loop on this device reaches it.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -156,6 +164,27 @@ def time_block(loop, steps: int, device: torch.device) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 3) -> float:
+    """Best of ``repeats`` float32 ``size``x``size`` matrix multiplies, GFLOP/s."""
+    a, b = (torch.randn(size, size, device=device) for _ in range(2))
+    out = torch.mm(a, b)
+    best = 0.0
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        synchronize(device)
+        best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def iteration_flops(loop) -> int:
+    """FLOPs of one training iteration of ``loop`` (it trains one more step while counted)."""
+    with FlopCounterMode(display=False) as counter:
+        loop.step()
+    return counter.get_total_flops()
+
+
 def ensure_pairs(folder: Path | None, size: int, scratch: Path) -> Path:
     """The prepared training pairs, or (when absent) 112 generated pairs written to ``scratch``."""
     if folder is not None and (folder / pairs.MANIFEST).exists():
@@ -206,14 +235,20 @@ def main(argv: list[str] | None = None) -> dict:
             folder, cfg.batch_size, cfg.lr_g, cfg.lr_d, tuple(cfg.betas), cfg.pix2pix.lambda_l1, device,
         )
         ganseg = GansegLoop(run, cfg.objective.d_steps_per_g)
+        flops = {"naive": iteration_flops(naive), "ganseg": iteration_flops(ganseg)}
         for loop in (naive, ganseg):
             time_block(loop, args.warmup, device)
         speeds: dict[str, list[float]] = {"naive": [], "ganseg": []}
+        peaks: list[float] = []
         for _ in range(args.repeats):
+            peaks.append(matmul_gflops(device))
             speeds["naive"].append(time_block(naive, args.steps, device))
             speeds["ganseg"].append(time_block(ganseg, args.steps, device))
     naive_its = statistics.median(speeds["naive"])
     ganseg_its = statistics.median(speeds["ganseg"])
+    peak = statistics.median(peaks)
+    share = {name: its * flops[name] / 1e9 / peak for name, its in (("naive", naive_its), ("ganseg", ganseg_its))}
+    ceiling = peak * 1e9 / flops["ganseg"] / naive_its
     layout = "channels_last" if run.memory_format == torch.channels_last else "NCHW"
     print(f"device {device} ({torch.get_num_threads()} threads), {common.image_size}x{common.image_size}, "
           f"batch {cfg.batch_size}, G base {cfg.pix2pix.base_channels}, D base {cfg.discriminator.base_channels}")
@@ -222,7 +257,13 @@ def main(argv: list[str] | None = None) -> dict:
           f"blocks {_fmt(speeds['ganseg'])}")
     print(f"speed-up: {ganseg_its / naive_its:.2f}x (median of {args.repeats} alternating blocks of "
           f"{args.steps} iterations)")
-    return {"naive": naive_its, "ganseg": ganseg_its, "ratio": ganseg_its / naive_its}
+    print(f"FLOPs per iteration (fwd+bwd, FlopCounterMode): naive {flops['naive'] / 1e9:.3f} G, "
+          f"ganseg {flops['ganseg'] / 1e9:.3f} G")
+    print(f"matmul peak fp32: {peak:.1f} GFLOP/s (blocks {_fmt(peaks)}); achieved: naive {100 * share['naive']:.0f}%, "
+          f"ganseg {100 * share['ganseg']:.0f}% of it")
+    print(f"ceiling: ganseg at 100% of the matmul peak would be {ceiling:.2f}x the naive loop")
+    return {"naive": naive_its, "ganseg": ganseg_its, "ratio": ganseg_its / naive_its, "peak": peak,
+            "share_naive": share["naive"], "share_ganseg": share["ganseg"], "ceiling": ceiling}
 
 
 def _fmt(values: list[float]) -> str:
