@@ -47,6 +47,7 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.peak import matmul_gflops
 from ganseg.config import load_params
 from ganseg.data import pairs
 from ganseg.data.synthetic import generate_pair
@@ -164,20 +165,6 @@ def time_block(loop, steps: int, device: torch.device) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 3) -> float:
-    """Best of ``repeats`` float32 ``size``x``size`` matrix multiplies, GFLOP/s."""
-    a, b = (torch.randn(size, size, device=device) for _ in range(2))
-    out = torch.mm(a, b)
-    best = 0.0
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        torch.mm(a, b, out=out)
-        synchronize(device)
-        best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
-    return best
-
-
 def iteration_flops(loop) -> int:
     """FLOPs of one training iteration of ``loop`` (it trains one more step while counted)."""
     with FlopCounterMode(display=False) as counter:
@@ -241,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         speeds: dict[str, list[float]] = {"naive": [], "ganseg": []}
         peaks: list[float] = []
         for _ in range(args.repeats):
-            peaks.append(matmul_gflops(device))
+            peaks.append(matmul_gflops(torch.float32, device))
             speeds["naive"].append(time_block(naive, args.steps, device))
             speeds["ganseg"].append(time_block(ganseg, args.steps, device))
     naive_its = statistics.median(speeds["naive"])

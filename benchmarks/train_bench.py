@@ -9,7 +9,7 @@ block. One iteration = one batch of ``train.batch_size`` pairs at ``common.image
 forward, loss, backward and optimiser step of the U-Net built from the ``train`` block (same
 initial weights everywhere).
 
-- peak: a float32 2048x2048 matrix multiply (MKL) on the same threads: the machine's
+- peak: a float32 2048x2048 matrix multiply (MKL, `benchmarks/peak.py`) on the same threads: the machine's
   practical FLOP ceiling. bf16 is timed too, to show why ``auto`` stays fp32 on CPU.
 - ours: the train stage's step as it runs (:class:`ganseg.training.loop.SegmentationStep` fed
   by :class:`ganseg.training.data.PairDataset`: pairs decoded once, uint8 tensors in memory,
@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
+from benchmarks.peak import matmul_gflops
 from ganseg.config import load_params
 from ganseg.data import pairs as pair_files
 from ganseg.data.pairs import load_pairs, read_manifest, read_mask_labels
@@ -152,23 +153,6 @@ def time_block(loop, steps: int, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     return steps / (time.perf_counter() - start)
-
-
-def matmul_gflops(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 3) -> float:
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    out = torch.empty(size, size, device=device, dtype=dtype)
-    torch.mm(a, b, out=out)
-    best = 0.0
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        torch.mm(a, b, out=out)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 def step_flops(step: SegmentationStep, batch) -> int:
