@@ -21,7 +21,6 @@ removed once every output is written.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -191,10 +190,8 @@ def augment(
         ctx.tracker.log_artifact(out / pairs.MANIFEST, "synthetic")
         # Every output is written: the resumable state has served its purpose. Kept, a forced
         # re-run (`dvc repro -f augment`) would "resume" at the last step instead of training.
-        checkpointer.clear()
         shutil.rmtree(checkpoints / "samples", ignore_errors=True)
-        with contextlib.suppress(OSError):
-            checkpoints.rmdir()
+        checkpointer.clear()
         print(
             f"augment: {cfg.model} {cfg.steps} steps ({summary['iterations_per_second']} it/s), "
             f"{len(synthetic)} pairs -> {out}; generator {version or 'untracked'} ({weights_sha[:12]})"

@@ -240,8 +240,12 @@ class Checkpointer:
         return state
 
     def clear(self) -> None:
-        """Remove the checkpoint once the run's outputs are safely written."""
+        """Remove the checkpoint, and its folder once empty, when the run's outputs are safely
+        written (as the train stage's checkpointer does)."""
         self.path.unlink(missing_ok=True)
+        folder = self.path.parent
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
     def stale(self) -> bool:
         """A checkpoint exists but belongs to other settings."""
