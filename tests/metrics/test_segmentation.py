@@ -1,4 +1,4 @@
-"""Dice family: analytic cases, empty conventions, and torchmetrics on random label maps."""
+"""Dice family: analytic cases, the not-counted rule, and torchmetrics on random label maps."""
 
 from __future__ import annotations
 
@@ -15,18 +15,20 @@ from torchmetrics.functional.segmentation import dice_score, mean_iou
 
 from ganseg.metrics.segmentation import (
     confusion_counts,
+    dice_per_class,
     dice_per_image,
-    iou_per_image,
-    precision_per_image,
-    recall_per_image,
+    image_mean,
+    iou_per_class,
+    precision_per_class,
+    recall_per_class,
     segmentation_report,
 )
 
-PER_IMAGE = {
-    "dice": dice_per_image,
-    "iou": iou_per_image,
-    "precision": precision_per_image,
-    "recall": recall_per_image,
+PER_CLASS = {
+    "dice": dice_per_class,
+    "iou": iou_per_class,
+    "precision": precision_per_class,
+    "recall": recall_per_class,
 }
 
 
@@ -58,23 +60,23 @@ def test_half_overlapping_squares_give_the_textbook_values():
     counts = confusion_counts(pred, target, num_classes=1)
     assert (counts.tp.item(), counts.fp.item(), counts.fn.item()) == (50, 50, 50)
     assert dice_per_image(pred, target, 1).item() == pytest.approx(0.5)
-    assert iou_per_image(pred, target, 1).item() == pytest.approx(1 / 3)
-    assert precision_per_image(pred, target, 1).item() == pytest.approx(0.5)
-    assert recall_per_image(pred, target, 1).item() == pytest.approx(0.5)
+    assert iou_per_class(pred, target, 1).item() == pytest.approx(1 / 3)
+    assert precision_per_class(pred, target, 1).item() == pytest.approx(0.5)
+    assert recall_per_class(pred, target, 1).item() == pytest.approx(0.5)
 
 
 def test_prediction_inside_target_has_full_precision_partial_recall():
     pred = _square(32, 10, 10, 4)[None]  # 16 px inside the 64 px target
     target = _square(32, 8, 8, 8)[None]
-    assert precision_per_image(pred, target, 1).item() == 1.0
-    assert recall_per_image(pred, target, 1).item() == pytest.approx(16 / 64)
+    assert precision_per_class(pred, target, 1).item() == 1.0
+    assert recall_per_class(pred, target, 1).item() == pytest.approx(16 / 64)
     assert dice_per_image(pred, target, 1).item() == pytest.approx(2 * 16 / (16 + 64))
 
 
 @pytest.mark.parametrize(
     ("pred_empty", "target_empty", "expected"),
     [
-        (True, True, {"dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0}),
+        (True, True, {"dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0}),  # not counted -> image 1
         (True, False, {"dice": 0.0, "iou": 0.0, "precision": 0.0, "recall": 0.0}),
         (False, True, {"dice": 0.0, "iou": 0.0, "precision": 0.0, "recall": 0.0}),
     ],
@@ -84,13 +86,40 @@ def test_empty_mask_conventions(pred_empty, target_empty, expected):
     empty = torch.zeros_like(square)
     pred = empty if pred_empty else square
     target = empty if target_empty else square
-    for name, fn in PER_IMAGE.items():
-        assert fn(pred, target, 1).item() == expected[name], name
+    for name, fn in PER_CLASS.items():
+        per_class = fn(pred, target, 1)
+        assert per_class.isnan().item() == (pred_empty and target_empty), name
+        assert image_mean(per_class).item() == expected[name], name
+
+
+def test_a_class_in_neither_map_is_not_counted_in_that_image():
+    # the issue's 2x2 case: class 1 half-found, class 2 in neither map
+    target = torch.tensor([[[1, 1], [0, 0]]])
+    pred = torch.tensor([[[1, 0], [0, 0]]])
+    per_class = dice_per_class(pred, target, 3)
+    assert per_class[0, 0].item() == pytest.approx(2 / 3) and per_class[0, 1].isnan()
+    assert dice_per_image(pred, target, 3).item() == pytest.approx(2 / 3)  # not (2/3 + 1) / 2
+    assert segmentation_report(pred, target, 3, boundary=False).summary()["eval/dice"] == pytest.approx(2 / 3)
+
+
+def test_class_means_skip_the_images_where_the_class_is_not_counted():
+    target = torch.zeros(3, 4, 4, dtype=torch.long)
+    pred = torch.zeros_like(target)
+    target[:, 0] = 1
+    pred[:, 0] = 1  # class 1 perfect everywhere
+    target[0, 3, :2] = 2
+    pred[0, 3, :1] = 2  # image 0: class 2 Dice 2/3; images 1, 2: class 2 in neither map
+    report = segmentation_report(pred, target, 3, boundary=False)
+    summary = report.summary()
+    assert summary["eval/dice_class2"] == pytest.approx(2 / 3)  # a hand computation: image 0 only
+    assert summary["eval/dice"] == pytest.approx(((1 + 2 / 3) / 2 + 1 + 1) / 3)
+    assert summary["eval/dice_global"] == pytest.approx((1 + 2 / 3) / 2)
+    assert report.table()["dice_class2"].isna().tolist() == [False, True, True]
 
 
 def test_perfect_prediction_scores_one():
     _, target = _random_label_maps(3, 32, 4, seed=0)
-    for name, fn in PER_IMAGE.items():
+    for name, fn in PER_CLASS.items():
         assert torch.equal(fn(target, target, 4), torch.ones(3, 3, dtype=torch.float64)), name
 
 
@@ -98,7 +127,7 @@ def test_perfect_prediction_scores_one():
 def test_per_image_values_match_torchmetrics_on_random_label_maps(num_classes):
     pred, target = _random_label_maps(6, 40, num_classes, seed=num_classes)
     k = max(num_classes, 2)
-    ours = {name: fn(pred, target, num_classes) for name, fn in PER_IMAGE.items()}
+    ours = {name: fn(pred, target, num_classes) for name, fn in PER_CLASS.items()}
     assert ours["dice"].shape == (6, k - 1)
 
     reference_dice = dice_score(
@@ -147,7 +176,7 @@ def test_mean_and_global_differ_when_object_sizes_differ():
 def test_empty_images_count_as_agreement_in_the_mean():
     pred = torch.stack([_square(16, 0, 0, 4), torch.zeros(16, 16, dtype=torch.uint8)])
     target = torch.stack([_square(16, 0, 0, 4), torch.zeros(16, 16, dtype=torch.uint8)])
-    assert dice_per_image(pred, target, 1).flatten().tolist() == [1.0, 1.0]
+    assert dice_per_image(pred, target, 1).tolist() == [1.0, 1.0]
 
 
 def test_probabilities_and_logits_are_reduced_to_label_maps():
@@ -157,7 +186,7 @@ def test_probabilities_and_logits_are_reduced_to_label_maps():
     torch.testing.assert_close(dice_per_image(probabilities[:, None], target, 1), dice_per_image(pred, target, 1))
     pred3, target3 = _random_label_maps(4, 24, 3, seed=4)
     logits = torch.nn.functional.one_hot(pred3, 3).permute(0, 3, 1, 2).float() * 5 - 2
-    torch.testing.assert_close(iou_per_image(logits, target3, 3), iou_per_image(pred3, target3, 3))
+    torch.testing.assert_close(iou_per_class(logits, target3, 3), iou_per_class(pred3, target3, 3))
 
 
 def test_binary_logits_are_rejected_with_the_fix():

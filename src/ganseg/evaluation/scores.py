@@ -2,8 +2,9 @@
 
 The metric definitions (empty-mask conventions included) live in :mod:`ganseg.metrics`; this
 module only arranges them per image, as the bootstrap and the per-image CSV need them:
-one (N,) array per name. Multi-class: ``dice`` is the mean over foreground classes of each
-image, and ``dice_class<c>`` holds class c alone.
+one (N,) array per name. Multi-class: ``dice`` is the mean over the foreground classes counted
+in each image (the train stage's validation Dice), and ``dice_class<c>`` holds class c alone,
+NaN in the images where class c is in neither map (the bootstrap skips those).
 """
 
 from __future__ import annotations
@@ -31,14 +32,7 @@ def higher_is_better(name: str) -> bool:
 def score_images(predicted: torch.Tensor, truth: torch.Tensor, num_classes: int) -> dict[str, np.ndarray]:
     """Label maps (N, H, W) -> {metric: (N,) float64}, headline metrics first, then per class."""
     report = segmentation_report(predicted, truth.long(), num_classes, boundary=True)
-    scores: dict[str, np.ndarray] = {}
-    for name in METRICS:
-        scores[name] = report.per_image[name].mean(dim=1).numpy()
-    if len(report.classes) > 1:
-        for name in METRICS:
-            for column, cls in enumerate(report.classes):
-                scores[f"{name}_class{cls}"] = report.per_image[name][:, column].numpy()
-    return scores
+    return {name: values.numpy() for name, values in report.scores().items()}
 
 
 @dataclass

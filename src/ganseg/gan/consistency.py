@@ -2,7 +2,7 @@
 
 A small *reference segmenter* (the project's U-Net, :mod:`ganseg.models.unet`) is trained
 briefly on the real training pairs only. Its prediction on each synthetic image is scored
-against that image's mask with the metrics library's Dice (:func:`dice_per_image`). For
+against that image's mask with the metrics library's per-image Dice (:func:`dice_per_image`). For
 scale, the same segmenter is scored on real held-out pairs (``reference_dice``): a synthetic
 score near the reference means the painted nuclei sit where their masks say, as clearly as
 in real images; a much lower score means the generator ignores or blurs its masks.
@@ -26,7 +26,7 @@ from ganseg.training.losses import SegmentationLoss
 
 @dataclass(frozen=True)
 class ConsistencyResult:
-    mask_consistency_dice: float  # mean over synthetic images (and foreground classes)
+    mask_consistency_dice: float  # mean per-image Dice over synthetic images
     reference_dice: float | None  # the same segmenter on real held-out pairs
     n_synthetic: int
     n_reference: int
@@ -75,7 +75,7 @@ def predict(model: nn.Module, images: torch.Tensor, num_classes: int, device: to
 
 def mean_dice(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
               device: torch.device) -> float:
-    """Dice per image and foreground class (metrics library), averaged over both."""
+    """The mean over images of the per-image Dice (metrics library: the evaluate stage's ``dice``)."""
     pred = predict(model, images, num_classes, device)
     return float(dice_per_image(pred, labels.long(), num_classes).mean())
 

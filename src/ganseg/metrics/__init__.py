@@ -1,7 +1,8 @@
 """Metrics: pure functions, one concern per module, each tested against an independent reference.
 
 - Segmentation (:mod:`.segmentation`, :mod:`.boundary`, inputs per :mod:`.labels`): Dice, IoU,
-  precision, recall per image / mean / global; 95th-percentile Hausdorff distance.
+  precision, recall per image and class / per image / mean / global (a class in neither map
+  of an image is not counted there); 95th-percentile Hausdorff distance.
 - Generated images (:mod:`.inception`, :mod:`.fid`, :mod:`.kid`, :mod:`.image_quality`,
   :mod:`.inception_score`): FID and KID on TF-Inception pool3 features (offline weights),
   Inception Score when torch-fidelity's full weights are available, else MetricUnavailable.
@@ -27,10 +28,12 @@ from ganseg.metrics.registry import REGISTRY, MetricSpec, get_metric
 from ganseg.metrics.segmentation import (
     SegmentationReport,
     confusion_counts,
+    dice_per_class,
     dice_per_image,
-    iou_per_image,
-    precision_per_image,
-    recall_per_image,
+    image_mean,
+    iou_per_class,
+    precision_per_class,
+    recall_per_class,
     segmentation_report,
 )
 from ganseg.metrics.unavailable import MetricUnavailable
@@ -45,6 +48,7 @@ __all__ = [
     "SegmentationReport",
     "compute_fid_kid",
     "confusion_counts",
+    "dice_per_class",
     "dice_per_image",
     "extract_features",
     "feature_statistics",
@@ -55,11 +59,12 @@ __all__ = [
     "hd95_per_image",
     "inception_score",
     "inception_score_from_logits",
-    "iou_per_image",
+    "image_mean",
+    "iou_per_class",
     "kid_from_features",
     "load_feature_extractor",
     "load_inception_classifier",
-    "precision_per_image",
-    "recall_per_image",
+    "precision_per_class",
+    "recall_per_class",
     "segmentation_report",
 ]

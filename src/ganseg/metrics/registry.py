@@ -11,10 +11,10 @@ from ganseg.metrics.fid import fid_from_features
 from ganseg.metrics.inception_score import inception_score
 from ganseg.metrics.kid import kid_from_features
 from ganseg.metrics.segmentation import (
-    dice_per_image,
-    iou_per_image,
-    precision_per_image,
-    recall_per_image,
+    dice_per_class,
+    iou_per_class,
+    precision_per_class,
+    recall_per_class,
 )
 
 MetricKind = Literal["segmentation", "features", "images"]
@@ -39,10 +39,10 @@ class MetricSpec:
 REGISTRY: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
-        MetricSpec("dice", "segmentation", dice_per_image, True, "2TP / (2TP + FP + FN)"),
-        MetricSpec("iou", "segmentation", iou_per_image, True, "TP / (TP + FP + FN)"),
-        MetricSpec("precision", "segmentation", precision_per_image, True, "TP / (TP + FP)"),
-        MetricSpec("recall", "segmentation", recall_per_image, True, "TP / (TP + FN)"),
+        MetricSpec("dice", "segmentation", dice_per_class, True, "2TP / (2TP + FP + FN)"),
+        MetricSpec("iou", "segmentation", iou_per_class, True, "TP / (TP + FP + FN)"),
+        MetricSpec("precision", "segmentation", precision_per_class, True, "TP / (TP + FP)"),
+        MetricSpec("recall", "segmentation", recall_per_class, True, "TP / (TP + FN)"),
         MetricSpec("hd95", "segmentation", hd95_per_image, False, "95th-percentile symmetric Hausdorff, pixels"),
         MetricSpec("fid", "features", fid_from_features, False, "Fréchet distance of Inception pool3 Gaussians"),
         MetricSpec("kid", "features", kid_from_features, False, "unbiased polynomial-kernel MMD^2, subsets"),

@@ -1,17 +1,22 @@
 """The Dice family (Dice, IoU, precision, recall) per image, mean over images and global over pixels.
 
-Inputs are label maps or scores as :mod:`ganseg.metrics.labels` describes; values are float64
-(N, C) tensors over the foreground classes. From per-class pixel counts TP, FP, FN:
+Inputs are label maps or scores as :mod:`ganseg.metrics.labels` describes. From per-class
+pixel counts TP, FP, FN of one image:
 
 - Dice = 2TP / (2TP + FP + FN), IoU = TP / (TP + FP + FN),
-  precision = TP / (TP + FP), recall = TP / (TP + FN).
-- Empty convention: a ratio with a zero denominator is 1.0 when the class is absent from both
-  ``pred`` and ``target`` in that image (nothing to find, nothing found: Dice 1), else 0.0
-  (e.g. precision when nothing was predicted but the class is present).
-- Aggregates: ``mean`` = average of the per-image values (each image counts the same);
-  ``global`` = the ratio of counts summed over all images (each pixel counts the same; large
-  objects dominate). Both are reported because they rank models differently when object sizes
-  vary across images.
+  precision = TP / (TP + FP), recall = TP / (TP + FN); float64 (N, C) over the foreground
+  classes (``*_per_class``).
+- A class absent from both ``pred`` and ``target`` in an image is *not counted* there: its
+  value is NaN (undefined, nothing to score). Any other zero denominator gives 0.0 (e.g.
+  precision when nothing was predicted but the class is present).
+- Per image (``dice_per_image``, :func:`image_mean`): the mean over the counted classes; an
+  image with no foreground class in either map scores 1.0 (nothing to find, nothing found).
+  Binary: empty prediction on empty truth = 1. This is nnU-Net's and MONAI's rule, and the
+  one number the train stage's validation and the evaluate stage both report.
+- Aggregates: ``mean`` = average of the per-image values (each image counts the same; a
+  class's mean skips the images where it is not counted); ``global`` = the ratio of counts
+  summed over all images (each pixel counts the same; large objects dominate). Both are
+  reported because they rank models differently when object sizes vary across images.
 """
 
 from __future__ import annotations
@@ -58,9 +63,12 @@ def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
 
 
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, counts: ConfusionCounts) -> torch.Tensor:
-    both_empty = (counts.tp + counts.fp + counts.fn) == 0
+    """numerator / denominator; NaN where the class is absent from both maps, 0 where only
+    the denominator is empty."""
+    absent = (counts.tp + counts.fp + counts.fn) == 0
     value = numerator.double() / denominator.double().clamp(min=1)
-    return torch.where(denominator == 0, both_empty.double(), value)
+    value = torch.where(denominator == 0, 0.0, value)
+    return torch.where(absent, torch.nan, value)
 
 
 def dice_from_counts(c: ConfusionCounts) -> torch.Tensor:
@@ -87,23 +95,37 @@ _FROM_COUNTS = {
 }
 
 
+def image_mean(per_class: torch.Tensor) -> torch.Tensor:
+    """(N, C) per-class values -> (N,): the mean over the counted (non-NaN) classes of each
+    image; 1.0 for an image where no class is counted (no foreground in either map)."""
+    counted = ~per_class.isnan()
+    total = torch.where(counted, per_class, 0.0).sum(dim=1)
+    number = counted.sum(dim=1)
+    return torch.where(number > 0, total / number.clamp(min=1), 1.0)
+
+
 def dice_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Dice per image and foreground class -> (N, C) float64."""
+    """Dice of each image (mean over its counted foreground classes) -> (N,) float64."""
+    return image_mean(dice_per_class(pred, target, num_classes))
+
+
+def dice_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Dice per image and foreground class -> (N, C) float64, NaN where not counted."""
     return dice_from_counts(confusion_counts(pred, target, num_classes))
 
 
-def iou_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """IoU (Jaccard) per image and foreground class -> (N, C) float64."""
+def iou_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """IoU (Jaccard) per image and foreground class -> (N, C) float64, NaN where not counted."""
     return iou_from_counts(confusion_counts(pred, target, num_classes))
 
 
-def precision_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Pixel precision per image and foreground class -> (N, C) float64."""
+def precision_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Pixel precision per image and foreground class -> (N, C) float64, NaN where not counted."""
     return precision_from_counts(confusion_counts(pred, target, num_classes))
 
 
-def recall_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Pixel recall (sensitivity) per image and foreground class -> (N, C) float64."""
+def recall_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Pixel recall (sensitivity) per image and foreground class -> (N, C) float64, NaN where not counted."""
     return recall_from_counts(confusion_counts(pred, target, num_classes))
 
 
@@ -111,8 +133,9 @@ def recall_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int)
 class SegmentationReport:
     """Per-image values and their aggregates for one prediction set.
 
-    ``per_image[name]``: (N, C); ``global_values[name]``: (C,) from pooled pixel counts (overlap
-    metrics only; a distance has no pixel-pooled form). ``classes[j]`` labels column j.
+    ``per_image[name]``: (N, C), NaN where a class is not counted in an image;
+    ``global_values[name]``: (C,) from pooled pixel counts (overlap metrics only; a distance has
+    no pixel-pooled form). ``classes[j]`` labels column j.
     """
 
     classes: tuple[int, ...]
@@ -120,32 +143,36 @@ class SegmentationReport:
     global_values: dict[str, torch.Tensor]
 
     def mean(self) -> dict[str, torch.Tensor]:
-        """Per-class means over images: name -> (C,)."""
-        return {name: values.mean(dim=0) for name, values in self.per_image.items()}
+        """Per-class means over the images where the class is counted: name -> (C,)."""
+        return {name: values.nanmean(dim=0) for name, values in self.per_image.items()}
+
+    def scores(self) -> dict[str, torch.Tensor]:
+        """Per image, (N,) each: every metric's image value (:func:`image_mean`) first, then,
+        with several classes, ``{name}_class{c}`` per class (NaN where not counted)."""
+        out = {name: image_mean(values) for name, values in self.per_image.items()}
+        if len(self.classes) > 1:
+            for name, values in self.per_image.items():
+                for column, cls in enumerate(self.classes):
+                    out[f"{name}_class{cls}"] = values[:, column]
+        return out
 
     def summary(self, prefix: str = "eval/") -> dict[str, float]:
-        """Flat, namespaced floats: ``eval/dice`` (mean over images, then over foreground classes),
+        """Flat, namespaced floats: ``eval/dice`` (the mean of per-image values),
         ``eval/dice_global``, and ``eval/dice_class{c}`` per class when there are several."""
         out: dict[str, float] = {}
-        for name, per_class in self.mean().items():
-            out[f"{prefix}{name}"] = float(per_class.mean())
+        per_image = self.scores()
+        for name in self.per_image:
+            out[f"{prefix}{name}"] = float(per_image[name].mean())
             if name in self.global_values:
-                out[f"{prefix}{name}_global"] = float(self.global_values[name].mean())
+                out[f"{prefix}{name}_global"] = float(image_mean(self.global_values[name][None])[0])
             if len(self.classes) > 1:
-                for column, cls in enumerate(self.classes):
-                    out[f"{prefix}{name}_class{cls}"] = float(per_class[column])
+                for cls in self.classes:
+                    out[f"{prefix}{name}_class{cls}"] = float(per_image[f"{name}_class{cls}"].nanmean())
         return out
 
     def table(self, ids: Sequence[str] | None = None) -> pd.DataFrame:
-        """One row per image; columns ``dice`` (binary) or ``dice_class{c}`` (multi-class), etc."""
-        columns = {}
-        for name, values in self.per_image.items():
-            if len(self.classes) == 1:
-                columns[name] = values[:, 0].cpu().numpy()
-            else:
-                for column, cls in enumerate(self.classes):
-                    columns[f"{name}_class{cls}"] = values[:, column].cpu().numpy()
-        frame = pd.DataFrame(columns)
+        """One row per image, the columns of :meth:`scores` (``dice``, ..., ``dice_class1``, ...)."""
+        frame = pd.DataFrame({name: values.cpu().numpy() for name, values in self.scores().items()})
         if ids is not None:
             if len(ids) != len(frame):
                 raise ValueError(f"{len(ids)} ids for {len(frame)} images")

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ganseg.metrics.segmentation import dice_per_image
 from ganseg.models.model_file import bare_module
 from ganseg.runtime import autocast
-from ganseg.training.dice import dice_per_image, logits_to_labels
+from ganseg.training.dice import logits_to_labels
 from ganseg.training.distributed import DistInfo, all_reduce_sum
 
 
@@ -60,8 +61,9 @@ def evaluate_dice(
     dist_info: DistInfo | None = None,
     prefix: str = "val/",
 ) -> dict[str, float]:
-    """``{prefix}dice`` (mean per-image Dice, see :mod:`ganseg.training.dice`) and, with a
-    ``criterion``, ``{prefix}loss`` (its mean over images)."""
+    """``{prefix}dice`` (mean per-image Dice, :func:`ganseg.metrics.segmentation.dice_per_image`:
+    the number evaluate reports as ``dice``) and, with a ``criterion``, ``{prefix}loss`` (its
+    mean over images)."""
     info = dist_info or DistInfo()
     shard = slice(info.rank, None, info.world_size)
     my_images, my_masks = images[shard], masks[shard]
