@@ -45,12 +45,13 @@ from ganseg.evaluation.models import SegmentationModel, load_model
 from ganseg.evaluation.promotion import Candidate, decide_and_apply
 from ganseg.evaluation.report import Evaluation, metrics_dict, render_markdown
 from ganseg.evaluation.scores import LABELS, Comparison, compare, score_images
+from ganseg.metrics.registry import segmentation_metrics
 from ganseg.runtime import seed_everything, select_device, select_precision
 from pipelines.stage import DebugOption, ParamsOption, run_stage
 
 app = typer.Typer(help="Compare the models on the test split, judge the synthetic data, update the registry.")
 
-OVERLAP_METRICS = ["dice", "iou", "precision", "recall"]
+OVERLAP_METRICS = [spec.name for spec in segmentation_metrics(kinds=("overlap",))]  # chart panel 1
 
 
 @app.callback(invoke_without_command=True)

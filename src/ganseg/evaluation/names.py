@@ -1,6 +1,11 @@
-"""The evaluate stage's headline metrics, in report order (no heavy imports: the CLI reads them)."""
+"""The evaluate stage's headline metrics in report order, their labels and directions.
 
-# hd95 is the boundary metric: pixels, lower is better.
-METRICS = ("dice", "iou", "precision", "recall", "hd95")
-LOWER_IS_BETTER = frozenset({"hd95"})
-LABELS = {"dice": "Dice", "iou": "IoU", "precision": "precision", "recall": "recall", "hd95": "HD95 (px)"}
+A view of :data:`ganseg.metrics.registry.REGISTRY` (its ``overlap`` and ``boundary``
+entries), for the report and aggregate tables: add a metric there, not here.
+"""
+
+from ganseg.metrics.registry import segmentation_metrics
+
+METRICS = tuple(spec.name for spec in segmentation_metrics())
+LOWER_IS_BETTER = frozenset(spec.name for spec in segmentation_metrics() if not spec.higher_is_better)
+LABELS = {spec.name: spec.label for spec in segmentation_metrics()}

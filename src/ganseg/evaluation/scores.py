@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 
 from ganseg.evaluation.bootstrap import Interval, paired_difference, percentile_interval
-from ganseg.evaluation.names import LABELS, LOWER_IS_BETTER, METRICS  # noqa: F401 - LABELS re-exported
+from ganseg.evaluation.names import LABELS, METRICS  # noqa: F401 - re-exported for the report
+from ganseg.metrics.registry import REGISTRY
 from ganseg.metrics.segmentation import segmentation_report
 
 
@@ -26,11 +27,15 @@ def base_metric(name: str) -> str:
 
 
 def higher_is_better(name: str) -> bool:
-    return base_metric(name) not in LOWER_IS_BETTER
+    """The registry's direction for ``name`` (``dice_class2`` as ``dice``); True for names it
+    does not hold."""
+    spec = REGISTRY.get(base_metric(name))
+    return spec is None or spec.higher_is_better
 
 
 def score_images(predicted: torch.Tensor, truth: torch.Tensor, num_classes: int) -> dict[str, np.ndarray]:
-    """Label maps (N, H, W) -> {metric: (N,) float64}, headline metrics first, then per class."""
+    """Label maps (N, H, W) -> {metric: (N,) float64}: every segmentation metric of the
+    registry (headline values first, then per class)."""
     report = segmentation_report(predicted, truth.long(), num_classes, boundary=True)
     return {name: values.numpy() for name, values in report.scores().items()}
 

@@ -7,7 +7,8 @@
   :mod:`.inception_score`): FID and KID on TF-Inception pool3 features (offline weights),
   Inception Score when torch-fidelity's full weights are available, else MetricUnavailable.
 
-``REGISTRY`` maps metric names to :class:`MetricSpec`. See docs/metrics.md for protocols and caveats.
+``REGISTRY`` maps metric names to :class:`MetricSpec`: the one list of what the evaluate stage
+reports (adding a metric: CONTRIBUTING.md). See docs/metrics.md for protocols and caveats.
 """
 
 from ganseg.metrics.boundary import hausdorff_per_image, hd95_per_image
@@ -24,7 +25,7 @@ from ganseg.metrics.inception_score import (
     inception_score_from_logits,
 )
 from ganseg.metrics.kid import KidResult, kid_from_features
-from ganseg.metrics.registry import REGISTRY, MetricSpec, get_metric
+from ganseg.metrics.registry import REGISTRY, MetricSpec, get_metric, segmentation_metrics
 from ganseg.metrics.segmentation import (
     SegmentationReport,
     confusion_counts,
@@ -57,14 +58,15 @@ __all__ = [
     "get_metric",
     "hausdorff_per_image",
     "hd95_per_image",
+    "image_mean",
     "inception_score",
     "inception_score_from_logits",
-    "image_mean",
     "iou_per_class",
     "kid_from_features",
     "load_feature_extractor",
     "load_inception_classifier",
     "precision_per_class",
     "recall_per_class",
+    "segmentation_metrics",
     "segmentation_report",
 ]

@@ -27,10 +27,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from ganseg.metrics.boundary import hausdorff_per_image
 from ganseg.metrics.labels import foreground_classes, label_count, to_label_map, validate_label_maps
-
-OVERLAP_METRICS = ("dice", "iou", "precision", "recall")
 
 
 @dataclass(frozen=True)
@@ -85,14 +82,6 @@ def precision_from_counts(c: ConfusionCounts) -> torch.Tensor:
 
 def recall_from_counts(c: ConfusionCounts) -> torch.Tensor:
     return _ratio(c.tp, c.tp + c.fn, c)
-
-
-_FROM_COUNTS = {
-    "dice": dice_from_counts,
-    "iou": iou_from_counts,
-    "precision": precision_from_counts,
-    "recall": recall_from_counts,
-}
 
 
 def image_mean(per_class: torch.Tensor) -> torch.Tensor:
@@ -187,14 +176,20 @@ def segmentation_report(
     boundary: bool = True,
     spacing: tuple[float, float] = (1.0, 1.0),
 ) -> SegmentationReport:
-    """Dice, IoU, precision, recall (and HD95 when ``boundary``) per image, with global values."""
+    """Every ``overlap`` metric of the registry per image, with global values, and (when
+    ``boundary``) every ``boundary`` one (HD95), in registry order."""
+    from ganseg.metrics.registry import segmentation_metrics  # the registry imports this module
+
     labels = to_label_map(pred, num_classes)
     counts = confusion_counts(labels, target, num_classes)
     pooled = counts.pooled()
-    per_image = {name: fn(counts) for name, fn in _FROM_COUNTS.items()}
-    global_values = {name: fn(pooled)[0] for name, fn in _FROM_COUNTS.items()}
-    if boundary:
-        per_image["hd95"] = hausdorff_per_image(labels, target, num_classes, percentile=95.0, spacing=spacing)
+    per_image, global_values = {}, {}
+    for spec in segmentation_metrics():
+        if spec.kind == "overlap":
+            per_image[spec.name] = spec.fn(counts)
+            global_values[spec.name] = spec.fn(pooled)[0]
+        elif boundary:
+            per_image[spec.name] = spec.fn(labels, target, num_classes, spacing=spacing)
     return SegmentationReport(
         classes=tuple(foreground_classes(num_classes)), per_image=per_image, global_values=global_values
     )
