@@ -113,15 +113,15 @@ def render(tables: list[dict], labels: list[dict], confidence: float) -> str:
     lines = [
         "# Across seeds",
         "",
-        f"Each cell: mean over seeds ± standard deviation [{level} Student-t interval of the mean]. "
+        (f"Each cell: mean over seeds ± standard deviation [{level} Student-t interval of the mean]. "
         "A seed is one run of the whole pipeline (split, GAN, U-Net). Verdicts: *improves* / *worsens* only "
-        "when the difference has the same sign in every seed and its interval over seeds excludes 0.",
+        "when the difference has the same sign in every seed and its interval over seeds excludes 0."),
         "",
     ]
     for table, label in zip(tables, labels):
         title = ", ".join(f"{k}={v}" for k, v in label.items()) or "all experiments"
-        lines += [f"## {title}", "", f"Seeds: {', '.join(str(s) for s in table['seeds'])} "
-                  f"(experiments: {', '.join(table['runs'])})", ""]
+        lines += [f"## {title}", "", (f"Seeds: {', '.join(str(s) for s in table['seeds'])} "
+                  f"(experiments: {', '.join(table['runs'])})"), ""]
         lines += ["| model | " + " | ".join(LABELS[m] for m in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
         for variant, cells in table["variants"].items():
             lines.append(f"| {variant} | " + " | ".join(_cell(cells[m], m) for m in METRICS) + " |")

@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ganseg.errors import GansegError
 
@@ -158,7 +158,7 @@ class StageRun:
         self._warned = False
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def __enter__(self) -> StageRun:
+    def __enter__(self) -> Self:
         try:
             uri = tracking_uri(self.root)
             experiment_id = _init_store(uri)

@@ -94,10 +94,10 @@ def render_markdown(ev: Evaluation) -> str:
     lines = [
         "# Evaluation",
         "",
-        f"Test split: {n} images (`{ev.test_folder}`). Every value is the mean over test images with its "
+        (f"Test split: {n} images (`{ev.test_folder}`). Every value is the mean over test images with its "
         f"{level} percentile-bootstrap interval over test images ({ev.resamples} resamples). "
         "Dice, IoU, precision and recall: higher is better; HD95 (95th-percentile Hausdorff distance "
-        "between outlines, pixels): lower is better. Metric definitions: docs/evaluation.md.",
+        "between outlines, pixels): lower is better. Metric definitions: docs/evaluation.md."),
         "",
         "## Segmentation on the test split",
         "",
@@ -130,9 +130,9 @@ def render_markdown(ev: Evaluation) -> str:
     lines += ["## Did augmentation and fine-tuning help? Paired differences", ""]
     if comparison.differences:
         lines += [
-            f"Difference of per-image values on the same test images (first minus second), {level} "
+            (f"Difference of per-image values on the same test images (first minus second), {level} "
             "bootstrap interval of the mean difference. *better*/*worse* only when the interval "
-            "excludes 0.",
+            "excludes 0."),
             "",
             "| comparison | " + " | ".join(f"Δ {LABELS[m]}" for m in headline) + " | Dice verdict |",
             "|---|" + "---|" * (len(headline) + 1),
@@ -143,10 +143,10 @@ def render_markdown(ev: Evaluation) -> str:
             lines.append(f"| {later} − {earlier} | " + " | ".join(cells) + f" | {difference_verdict(diffs['dice'], 'dice')} |")
         lines += [
             "",
-            "These intervals cover the choice of test images for this one run (one seed). A claim that "
+            ("These intervals cover the choice of test images for this one run (one seed). A claim that "
             "GAN augmentation or adversarial fine-tuning helps needs the difference to hold across "
             "seeds: run the pipeline for several seeds and aggregate them "
-            "(`python -m pipelines aggregate`, see docs/evaluation.md).",
+            "(`python -m pipelines aggregate`, see docs/evaluation.md)."),
             "",
         ]
     else:
@@ -165,8 +165,8 @@ def render_markdown(ev: Evaluation) -> str:
         lines += [
             "## Best and worst test predictions",
             "",
-            "Per model, the test images with the highest (top row) and lowest (bottom row) Dice. "
-            "Green: foreground found; orange: false positive; blue: missed; magenta: wrong class.",
+            ("Per model, the test images with the highest (top row) and lowest (bottom row) Dice. "
+            "Green: foreground found; orange: false positive; blue: missed; magenta: wrong class."),
             "",
         ]
         for variant, path in ev.overlays.items():
@@ -181,14 +181,14 @@ def _quality_lines(ev: Evaluation) -> list[str]:
     lines = []
     if "fid" in values:
         lines += [
-            f"Inception features: `{ev.quality.get('feature_extractor')}`. FID is biased upwards at small N and "
+            (f"Inception features: `{ev.quality.get('feature_extractor')}`. FID is biased upwards at small N and "
             "comparable only at equal N; KID is unbiased. The reference row compares two real samples "
-            "(train vs held-out val + test) with the same protocol: the floor a perfect generator would reach.",
+            "(train vs held-out val + test) with the same protocol: the floor a perfect generator would reach."),
             "",
             "| pair | N | FID | KID |",
             "|---|---|---|---|",
-            f"| synthetic vs real train | {values['n_synthetic']} vs {values['n_real']} | {values['fid']:.2f} | "
-            f"{values['kid']:.4f} ± {values['kid_std']:.4f} |",
+            (f"| synthetic vs real train | {values['n_synthetic']} vs {values['n_real']} | {values['fid']:.2f} | "
+            f"{values['kid']:.4f} ± {values['kid_std']:.4f} |"),
         ]
         if "reference_fid" in values:
             lines.append(
@@ -207,9 +207,9 @@ def _quality_lines(ev: Evaluation) -> list[str]:
         dice = ev.mask_consistency["dice"]
         lines += [
             "",
-            f"Mask consistency: the `{ev.mask_consistency_model}` model (trained on real pairs only) segments "
+            (f"Mask consistency: the `{ev.mask_consistency_model}` model (trained on real pairs only) segments "
             f"the synthetic images; Dice against their synthetic masks: {_cell(dice, 'dice')} over {dice.n} "
-            "pairs. Close to its test Dice above = the masks fit their images as real masks do.",
+            "pairs. Close to its test Dice above = the masks fit their images as real masks do."),
         ]
     lines.append("")
     return lines
@@ -233,13 +233,13 @@ def _registry_lines(decision: dict | None) -> list[str]:
         champion_dice = decision.get("champion_dice")
         score = f"test Dice {champion_dice:.4f} on this split" if champion_dice is not None else "not evaluated on this split"
         lines = [
-            f"`{name}@champion` stays version {decision['champion_version_before']} ({score}); "
-            f"`{name}@challenger` is {candidate}.",
+            (f"`{name}@champion` stays version {decision['champion_version_before']} ({score}); "
+            f"`{name}@challenger` is {candidate}."),
             "",
             f"Why: {decision['reason']}.",
         ]
-    lines += ["", "Rule: the best model of a run becomes champion only if its test Dice beats the champion's, "
+    lines += ["", ("Rule: the best model of a run becomes champion only if its test Dice beats the champion's, "
               "re-evaluated on the same test split (docs/evaluation.md). Each run's decision and both scores "
               "are in its MLflow run (tag `ganseg.registry.decision`, metrics `registry/*`, artifact "
-              "`evaluate/promotion.json`).", ""]
+              "`evaluate/promotion.json`)."), ""]
     return lines
