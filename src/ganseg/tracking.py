@@ -492,10 +492,6 @@ class Registry:
         self._wrap(f"deleting alias {name}@{alias}", self._client.delete_registered_model_alias, name, alias)
         return True
 
-    def set_version_tags(self, name: str, version: str, tags: dict[str, Any]) -> None:
-        for key, value in tags.items():
-            self._wrap("tagging a model version", self._client.set_model_version_tag, name, str(version), key, str(value))
-
     def resolve(self, uri: str) -> ModelVersion:
         """The version a ``models:/name/<version>`` or ``models:/name@<alias>`` URI names."""
         name, version, alias = parse_model_uri(uri)

@@ -64,10 +64,6 @@ class ConfidenceDiscriminator(nn.Module):
         if cfg.spectral_norm:
             apply_spectral_norm(self)
 
-    @property
-    def samples_independent(self) -> bool:
-        return self.cfg.norm != "batch"
-
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         assert_shape(inputs, (None, self.cfg.in_channels, None, None), "ConfidenceDiscriminator input")
         x = self.features(inputs)  # (B, w, H / 2**layers, W / 2**layers)

@@ -168,11 +168,6 @@ class PatchDiscriminator(nn.Module):
         if cfg.spectral_norm:
             apply_spectral_norm(self)
 
-    @property
-    def samples_independent(self) -> bool:
-        """True when one sample's logits do not depend on the others in its batch."""
-        return self.cfg.norm != "batch"
-
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         assert_shape(inputs, (None, self.cfg.in_channels, None, None), "PatchDiscriminator input")
         x = self.features(inputs)  # (B, w, H / 2**layers, W / 2**layers)

@@ -84,15 +84,6 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def broadcast_object(obj, src: int = 0):
-    """Rank ``src``'s ``obj`` on every rank (pickled; small control data only)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
 def gather_objects(obj) -> list:
     """Every rank's ``obj``, in rank order, on every rank."""
     if not (dist.is_available() and dist.is_initialized()):

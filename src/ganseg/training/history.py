@@ -36,12 +36,6 @@ class HistoryWriter:
         io.write_text(self.path, buffer.getvalue())
 
 
-def read_history(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return [{k: float(v) if v not in ("", None) else None for k, v in row.items()}
-                for row in csv.DictReader(handle)]
-
-
 def plot_history(rows: Sequence[dict], path: Path, title: str = "") -> None:
     """Loss curves on the left, validation Dice on the right; written atomically."""
     import matplotlib
