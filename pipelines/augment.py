@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 import torch
 import typer
-from PIL import Image
 
 from ganseg import io
 from ganseg.config.augment import AugmentConfig
@@ -150,7 +149,7 @@ def augment(
             for grid in sorted((checkpoints / "samples").glob("*.png")):
                 shutil.copy2(grid, staged_samples / grid.name)
         first = synthetic[: min(32, len(synthetic))]
-        write_png(reports / "synthetic_grid.png", render_grid(
+        io.write_png(reports / "synthetic_grid.png", render_grid(
             np.stack([p.mask for p in first]), np.stack([p.image for p in first]), common.num_classes))
         write_history(plots, history.rows)
 
@@ -325,13 +324,8 @@ class SampleGrids:
             images, labels = decode_stacks(stacks, self.common.channels, self.common.num_classes)
             grid = render_grid(labels, images, self.common.num_classes)
         path = self.folder / f"step_{step:06d}.png"
-        write_png(path, grid)
+        io.write_png(path, grid)
         self.tracker.log_artifact(path, "samples")
-
-
-def write_png(path: Path, array: np.ndarray) -> None:
-    with io.atomic_path(Path(path)) as temp:
-        Image.fromarray(array).save(temp, format="PNG", compress_level=1)
 
 
 # -- after training --------------------------------------------------------------------------

@@ -370,11 +370,7 @@ def check_start_model(path: Path, model_file: dict, unet_config, common: CommonC
 
 
 def io_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return io.file_sha256(path)[:16]
 
 
 def tensor_digest(images: torch.Tensor | None) -> str:

@@ -18,13 +18,10 @@ resolve inside ``--output`` (a symlinked ``masks/`` pointing outside is an error
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -80,12 +77,12 @@ def predict(
             probs = segment_image(segmenter, tensor, tile, cfg.overlap, cfg.scale, cfg.batch_size)
             labels = probabilities_to_labels(probs, cfg.threshold).numpy()
             mask_file = confined(out_root, "masks", f"{name}.png")
-            with atomic_png(mask_file) as temp:
+            with io.atomic_path(mask_file) as temp:
                 save_mask(temp, labels, segmenter.num_classes)
             overlay_file = None
             if cfg.overlays:
                 overlay_file = confined(out_root, "overlays", f"{name}.png")
-                with atomic_png(overlay_file) as temp:
+                with io.atomic_path(overlay_file) as temp:
                     save_image(temp, mask_overlay(image, labels))
             rows.append({
                 "image": str(path),
@@ -189,21 +186,6 @@ def check_readable(paths: list[Path], channels: int) -> None:
     if problems:
         more = f"; {len(problems) - 1} more unreadable image(s)" if len(problems) > 1 else ""
         raise DataError(f"{problems[0]}{more}")
-
-
-@contextlib.contextmanager
-def atomic_png(final: Path) -> Iterator[Path]:
-    """Like ``ganseg.io.atomic_path`` but the temporary ends in .png (PIL picks the format by suffix)."""
-    io.remove_orphans(final)
-    # The ganseg.io naming (".<name>.<pid>.") lets a later run remove what a killed one left.
-    handle, name = tempfile.mkstemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".png", dir=final.parent)
-    os.close(handle)
-    temp = Path(name)
-    try:
-        yield temp
-        os.replace(temp, final)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -10,6 +10,7 @@ removes those whose writer is gone.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -18,7 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 
 def _temp_prefix(final: Path) -> str:
@@ -65,6 +68,19 @@ def write_text(final: Path, text: str) -> None:
 
 def write_json(final: Path, data: Any) -> None:
     write_text(final, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_png(final: Path, image: np.ndarray) -> None:
+    """(H, W) or (H, W, C) uint8 -> PNG, atomically. The format is given, not read from the
+    temporary's name (PIL would pick it by suffix)."""
+    with atomic_path(final) as temp:
+        Image.fromarray(image).save(temp, format="PNG", compress_level=1)
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def torch_save(obj: Any, final: Path) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from ganseg.errors import GansegError
+from ganseg.io import file_sha256
 
 # Keep every library from phoning home unless the user opted in explicitly.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -49,6 +50,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import logging
 
 import mlflow
+import psutil
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
@@ -124,19 +126,13 @@ def pipeline_key() -> str:
     explicit = os.environ.get("GANSEG_PIPELINE_RUN")
     if explicit:
         return explicit
-    pid = os.getppid()
-    for _ in range(8):  # stage <- sh <- dvc, a few more for wrappers such as `dvc exp`
-        stat = Path(f"/proc/{pid}/stat")
+    # stage <- sh <- dvc, a few more for wrappers such as `dvc exp`
+    for ancestor in psutil.Process().parents()[:8]:
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            break
-        words = [Path(part.decode(errors="replace")).name for part in cmdline[:3]]
-        if "dvc" in words:
-            return f"dvc-{pid}-{fields[19]}"  # field 22 of stat: start time in clock ticks
-        pid = int(fields[1])
-        if pid <= 1:
+            words = [Path(part).name for part in ancestor.cmdline()[:3]]
+            if "dvc" in words:
+                return f"dvc-{ancestor.pid}-{int(ancestor.create_time())}"
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             break
     return f"solo-{uuid.uuid4().hex[:12]}"
 
@@ -369,16 +365,6 @@ def _short(exc: BaseException) -> str:
 # -- model registry ------------------------------------------------------------------------------
 WEIGHTS_SHA256_TAG = "ganseg.weights_sha256"
 MODEL_URI_PREFIX = "models:/"
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -57,17 +57,17 @@ class PairTensors:
 def save_image(path: Path, image: np.ndarray) -> None:
     """(H, W, C) or (H, W) uint8 -> PNG."""
     array = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
-    Image.fromarray(array).save(path, optimize=False, compress_level=1)
+    Image.fromarray(array).save(path, format="PNG", optimize=False, compress_level=1)
 
 
 def save_mask(path: Path, labels: np.ndarray, num_classes: int) -> None:
     """(H, W) labels -> PNG: 0/255 grayscale when binary, VOC-palette indices otherwise."""
     if num_classes == 1:
-        Image.fromarray((labels > 0).astype(np.uint8) * 255).save(path, compress_level=1)
+        Image.fromarray((labels > 0).astype(np.uint8) * 255).save(path, format="PNG", compress_level=1)
         return
     img = Image.fromarray(labels.astype(np.uint8), mode="P")
     img.putpalette(VOC_PALETTE)
-    img.save(path, compress_level=1)
+    img.save(path, format="PNG", compress_level=1)
 
 
 def read_mask_labels(path: Path, num_classes: int) -> np.ndarray:
