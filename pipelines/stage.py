@@ -53,6 +53,12 @@ class StageContext:
         return path
 
 
+def telemetry_off() -> None:
+    """No library phones home unless the user opted in: set before mlflow is imported."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -70,7 +76,8 @@ def run_stage(
     stop_with_dvc_parent()
     try:
         params = load_params(params_path)
-        from ganseg.tracking import StageRun
+        telemetry_off()
+        from ganseg.tracking import StageRun  # imports mlflow, which reads the telemetry switch
 
         # Queued `dvc exp run`s execute in a temporary copy; DVC_ROOT names the real repo,
         # whose mlruns/ must receive their runs.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -33,30 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from ganseg.errors import GansegError
-from ganseg.io import file_sha256
-
-# Keep every library from phoning home unless the user opted in explicitly.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
-# An unreachable server should fail in seconds, not after minutes of retries.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-# Registering a model otherwise shells out to pip to infer requirements.
-os.environ.setdefault("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
-# Per-file download progress bars are noise in stage logs.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-import logging
-
 import mlflow
 import psutil
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-# Schema-migration chatter ("Creating initial MLflow database tables") is not for users.
-logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-logging.getLogger("alembic").setLevel(logging.WARNING)
+from ganseg.errors import GansegError
+from ganseg.io import file_sha256
 
 EXPERIMENT_NAME = "ganseg"
 PIPELINE_TAG = "ganseg.pipeline_run"
@@ -69,6 +53,23 @@ SQLITE_BUSY_TIMEOUT_S = 60
 
 class TrackingError(GansegError):
     """The tracking store cannot be used and ``common.tracking_required`` is true."""
+
+
+def quiet_mlflow() -> None:
+    """MLflow settings for stages, called where tracking is set up (``StageRun``, ``Registry``);
+    a variable the user has set wins. Telemetry is switched off before mlflow is imported, by
+    the stage runner (``pipelines.stage.run_stage``): mlflow reads it on import."""
+    # An unreachable server should fail in seconds, not after minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    # Registering a model otherwise shells out to pip to infer requirements.
+    os.environ.setdefault("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
+    # Per-file download progress bars are noise in stage logs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Schema-migration chatter ("Creating initial MLflow database tables") is not for users.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
 
 
 def default_tracking_uri(root: Path) -> str:
@@ -145,6 +146,7 @@ class StageRun:
     """
 
     def __init__(self, stage: str, root: Path, required: bool = False, run_name: str | None = None):
+        quiet_mlflow()
         self.stage = stage
         self.root = Path(root)
         self.required = required
@@ -406,6 +408,7 @@ class Registry:
     """
 
     def __init__(self, root: Path):
+        quiet_mlflow()
         self.uri = tracking_uri(Path(root))
         try:
             _init_store(self.uri)
@@ -507,6 +510,3 @@ class Registry:
             dst_path=str(dest),
         )
         return Path(folder)
-
-
-warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
