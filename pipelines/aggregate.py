@@ -11,7 +11,8 @@ with ``--run``, e.g. one checkout per seed run elsewhere), takes every experimen
 ``metrics/evaluate.json`` and params, groups experiments that differ only in ``common.seed``
 and writes, per group: mean, standard deviation, min/max and a Student-t interval over seeds
 for every model and metric, and the same for the paired differences with a verdict that claims
-an improvement only when it holds across seeds (``ganseg.evaluation.seeds``).
+an improvement only when it holds across seeds, in the metric's direction (a lower HD95
+improves; ``ganseg.evaluation.seeds``).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def render(tables: list[dict], labels: list[dict], confidence: float) -> str:
         "",
         (f"Each cell: mean over seeds ± standard deviation [{level} Student-t interval of the mean]. "
         "A seed is one run of the whole pipeline (split, GAN, U-Net). Verdicts: *improves* / *worsens* only "
-        "when the difference has the same sign in every seed and its interval over seeds excludes 0."),
+        "when the difference has the same sign in every seed and its interval over seeds excludes 0; "
+        "Dice and IoU improve upwards, HD95 (pixels) improves downwards."),
         "",
     ]
     for table, label in zip(tables, labels):
@@ -127,15 +129,16 @@ def render(tables: list[dict], labels: list[dict], confidence: float) -> str:
             lines.append(f"| {variant} | " + " | ".join(_cell(cells[m], m) for m in METRICS) + " |")
         lines.append("")
         if table["differences"]:
-            lines += ["| comparison | Δ Dice | seeds with per-run interval > 0 / < 0 | Dice verdict | Δ IoU | Δ HD95 (px) |",
-                      "|---|---|---|---|---|---|"]
+            lines += [("| comparison | Δ Dice | seeds with per-run interval > 0 / < 0 | Dice verdict | Δ IoU | Δ HD95 (px) "
+                      "| HD95 verdict |"), "|---|---|---|---|---|---|---|"]
             n = len(table["seeds"])
             for key, cells in table["differences"].items():
                 dice = cells["dice"]
                 lines.append(
                     f"| {key.replace('_vs_', ' − ')} | {_cell(dice['spread'], 'dice', True)} | "
                     f"{dice['seeds_above_zero']}/{n} / {dice['seeds_below_zero']}/{n} | **{dice['verdict']}** | "
-                    f"{_cell(cells['iou']['spread'], 'iou', True)} | {_cell(cells['hd95']['spread'], 'hd95', True)} |"
+                    f"{_cell(cells['iou']['spread'], 'iou', True)} | {_cell(cells['hd95']['spread'], 'hd95', True)} | "
+                    f"**{cells['hd95']['verdict']}** |"
                 )
             lines.append("")
         if table["synthetic"]:

@@ -413,18 +413,24 @@ def write_history(path: Path, rows: list[dict]) -> None:
 
 def image_quality(cfg: AugmentConfig, common: CommonConfig, real: torch.Tensor, fake: torch.Tensor,
                   device) -> dict:
-    """FID and KID (with N) of the synthetic vs the real training images."""
+    """FID and KID of the synthetic vs the real training images, both drawn to one N (printed,
+    with a stderr warning below 2048: ``ganseg.metrics.image_quality``)."""
     if not cfg.quality.fid_kid:
         return {"fid": None, "kid": None, "fid_kid_note": "switched off (augment.quality.fid_kid: false)"}
-    from ganseg.metrics.image_quality import compute_fid_kid
+    from ganseg.metrics.image_quality import compute_fid_kid, equal_n, seeded_subset, small_n_warning
     from ganseg.metrics.inception import load_feature_extractor
 
-    real = seeded_subset(real, cfg.quality.max_images, common.seed)
-    fake = seeded_subset(fake, cfg.quality.max_images, common.seed + 1)
+    n = equal_n(len(real), len(fake), max_images=cfg.quality.max_images)
+    real = seeded_subset(real, n, common.seed)
+    fake = seeded_subset(fake, n, common.seed + 1)
     result = compute_fid_kid(
         real, fake, load_feature_extractor(None, device=device), batch_size=cfg.quality.batch_size,
         kid_subsets=cfg.quality.kid_subsets, kid_subset_size=cfg.quality.kid_subset_size, seed=common.seed,
     )
+    print(f"augment: synthetic vs real train: {result.describe()}")
+    warning = small_n_warning(n, "augment")
+    if warning:
+        print(warning, file=sys.stderr)
     return {
         "fid": round(result.fid, 4),
         "fid_n_real": result.n_real,
@@ -435,13 +441,6 @@ def image_quality(cfg: AugmentConfig, common: CommonConfig, real: torch.Tensor, 
         "kid_subsets": result.kid_subsets,
         "feature_extractor": result.feature_extractor,
     }
-
-
-def seeded_subset(images: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
-    if len(images) <= limit:
-        return images
-    chosen = np.sort(np.random.default_rng(seed).choice(len(images), size=limit, replace=False))
-    return images[torch.from_numpy(chosen)]
 
 
 def consistency(cfg: AugmentConfig, common: CommonConfig, train, val, synth_images, synth_labels,
@@ -474,7 +473,8 @@ def consistency(cfg: AugmentConfig, common: CommonConfig, train, val, synth_imag
 
 def flat_metrics(summary: dict) -> dict[str, float]:
     out = {name: value for name, value in summary["final"].items()}
-    for key in ("fid", "kid", "kid_std", "guard_restarts", "iterations_per_second", "train_seconds"):
+    for key in ("fid", "fid_n_real", "fid_n_fake", "kid", "kid_std", "kid_subset_size", "guard_restarts",
+                "iterations_per_second", "train_seconds"):
         if isinstance(summary.get(key), (int, float)):
             out[f"augment/{key}"] = summary[key]
     consistency_block = summary.get("mask_consistency")

@@ -159,6 +159,7 @@ def judge_synthetic(
     device: torch.device,
 ) -> None:
     from ganseg.evaluation.synthetic_quality import image_quality
+    from ganseg.metrics.image_quality import small_n_warning
 
     if not (Path(synthetic) / "manifest.csv").is_file():
         evaluation.quality = {"values": {}, "not_computed": {
@@ -173,6 +174,9 @@ def judge_synthetic(
         real.images, fake.images, torch.cat(held_out) if held_out else None,
         cfg.synthetic_quality, common.seed, device,
     )
+    warning = small_n_warning(quality.n, "evaluate")
+    if warning:
+        print(warning, file=sys.stderr)
     if baseline_model is None:
         quality.not_computed["mask consistency"] = f"needs the '{cfg.baseline}' model (evaluate.baseline), not evaluated"
     else:
@@ -342,8 +346,19 @@ def print_summary(evaluation: Evaluation, timings: dict[str, float], report: Pat
         print(f"evaluate: {key.replace('_vs_', ' - ')}: Dice {dice.mean:+.4f} [{dice.low:+.4f}, {dice.high:+.4f}]")
     values = (evaluation.quality or {}).get("values", {})
     if "fid" in values:
-        print(f"evaluate: synthetic vs real train: FID {values['fid']:.2f} (N {values['n_synthetic']} vs "
-              f"{values['n_real']}), KID {values['kid']:.4f}")
+        from ganseg.metrics.image_quality import fid_kid_line
+
+        kid_subsets = (values["kid_subsets"], values["kid_subset_size"])  # the same for both rows (same N)
+        print("evaluate: synthetic vs real train: " + fid_kid_line(
+            values["fid"], values["kid"], values["kid_std"], values["n_synthetic"], values["n_real"], *kid_subsets))
+        if "reference_fid" in values:
+            print("evaluate: real held-out vs real train (reference): " + fid_kid_line(
+                values["reference_fid"], values["reference_kid"], values["reference_kid_std"], values["reference_n"],
+                values["n_real"], *kid_subsets))
+    if values.get("inception_score") is not None:
+        n_is, splits = values["inception_score_n"], values["inception_score_splits"]
+        print(f"evaluate: Inception Score {values['inception_score']:.3f} ± {values['inception_score_std']:.3f} "
+              f"(N {n_is}, {splits} splits: at most {n_is / splits:.1f} at this N)")
     if evaluation.decision:
         decision = evaluation.decision
         print(f"evaluate: registry: {decision.get('action')}: {decision.get('reason')}")

@@ -77,4 +77,29 @@ def test_aggregate_matches_numpy_and_scipy():
     ],
 )
 def test_verdict_needs_every_seed_and_the_interval(values, expected):
-    assert verdict(over_seeds(values, 0.95)) == expected
+    assert verdict(over_seeds(values, 0.95), "dice") == expected
+
+
+@pytest.mark.parametrize(
+    ("metric", "values", "expected"),
+    [
+        ("hd95", [1.0, 1.2, 0.9], "worsens"),  # pixels further off in every seed
+        ("hd95", [-1.0, -1.2, -0.9], "improves"),
+        ("hd95_class2", [1.0, 1.2, 0.9], "worsens"),
+        ("hd95", [1.0, -1.2, 0.9], "no consistent effect"),
+        ("iou", [0.02, 0.03, 0.025], "improves"),
+    ],
+)
+def test_verdict_follows_the_metric_direction(metric, values, expected):
+    assert verdict(over_seeds(values, 0.95), metric) == expected
+
+
+def test_aggregate_judges_hd95_as_lower_is_better():
+    runs = []
+    for seed, shift in ((1, 1.0), (2, 1.2), (3, 0.9)):
+        metrics = _metrics(0.70, 0.73, 0.01, 0.05)
+        metrics["differences"]["synthetic_vs_real"].update(hd95=shift, hd95_low=shift - 0.5, hd95_high=shift + 0.5)
+        runs.append(SeedRun(f"e{seed}", {"common.seed": seed}, metrics))
+    differences = aggregate(runs, ["dice", "hd95"], 0.95)["differences"]["synthetic_vs_real"]
+    assert differences["dice"]["verdict"] == "improves"
+    assert differences["hd95"]["verdict"] == "worsens" and differences["hd95"]["seeds_above_zero"] == 3

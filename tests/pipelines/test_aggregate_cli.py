@@ -106,3 +106,21 @@ def test_aggregate_from_project_folders(tmp_path):
     assert "Seeds: 1, 2, 3" in out.read_text() and "**improves**" in out.read_text()
     missing = runner.invoke(app, ["aggregate", "--run", str(tmp_path / "nowhere"), "--out", str(out)])
     assert missing.exit_code == 1 and "nowhere: needs params.yaml" in missing.stderr
+
+
+def test_hd95_worse_in_every_seed_is_written_as_worsens(tmp_path):
+    experiments = []
+    for rev, seed, shift in (("a", 1, 1.0), ("b", 2, 1.2), ("c", 3, 0.9)):
+        metrics = _metrics(0.70, 0.73, 0.01, 0.05)
+        metrics["differences"]["synthetic_vs_real"].update(hd95=shift, hd95_low=shift - 0.5, hd95_high=shift + 0.5)
+        experiments.append(_exp(rev, f"exp-{rev}", seed, metrics))
+    saved = tmp_path / "exps.json"
+    saved.write_text(json.dumps(_exp_show(experiments)))
+    out = tmp_path / "seeds.md"
+    result = runner.invoke(app, ["aggregate", "--from-json", str(saved), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| synthetic − real"))
+    assert row.endswith("| +1.03 ± 0.15 [+0.65, +1.41] | **worsens** |"), row
+    assert "**improves** |" in row  # the Dice column of the same row
+    group = json.loads(out.with_suffix(".json").read_text())[0]
+    assert group["differences"]["synthetic_vs_real"]["hd95"]["verdict"] == "worsens"

@@ -30,7 +30,9 @@ class SyntheticQualityConfig(StrictModel):
 
     enabled: bool = Field(True, description="false = skip FID/KID/IS/mask consistency.")
     max_images: int = Field(
-        64, ge=2, le=100_000, description="At most this many images per side (seeded choice); N is reported."
+        64, ge=2, le=100_000,
+        description="N cap: the synthetic, real train and real held-out sides are each drawn (seeded) to one "
+        "N = min(their sizes, max_images), the same N for the synthetic and the reference row; N is reported.",
     )
     kid_subset_size: int = Field(50, ge=2, description="KID subset size (capped at the smaller N).")
     kid_subsets: int = Field(50, ge=1, description="KID subsets averaged.")

@@ -1,10 +1,21 @@
-"""Percentile bootstrap intervals over test images, vectorised and seeded.
+"""Bootstrap intervals over test images, vectorised and seeded.
 
 The unit of replication is the test image: a resample draws n images with replacement. A
 resample is stored as a count vector (how often each image was drawn), so the resampled mean
 of any per-image column is one matrix product, ``counts @ values / n``: no (B, n) gather, and
 one set of resamples serves every model and metric. Paired differences between two models
 use the same counts for both, which is exactly the bootstrap of the per-image differences.
+
+The interval (:func:`mean_interval`) is the studentized bootstrap (bootstrap-t): each resample
+gives t_b = (mean_b - mean) / se_b, and the interval is [mean - q_hi se, mean - q_lo se] with
+q_lo, q_hi the alpha/2 and 1 - alpha/2 quantiles of t_b, each at least as far from 0 as Student
+t's quantile with n - 1 degrees of freedom. Why not the percentile interval: at the default
+test size (24 images) it is too narrow; under a true null a nominal 5% test rejects 7.0%
+(normal differences), 8.9% (exponential) and 7.9% (t, 3 df). Plain bootstrap-t corrects
+skewness (about 4.9% and 5.5%) but under-covers with heavy tails (7.7% for t3: a resample
+that misses an outlying image has a tiny se_b); the Student-t floor on each quantile fixes that
+at little cost: 4.7%, 4.3%, 4.7% (40 000 simulated data sets each, B = 2000;
+``tests/evaluation/test_bootstrap.py`` repeats the check at 2000 data sets).
 
 Missing values (NaN: a metric undefined for an image, e.g. precision with no predicted
 foreground) are left out of each resampled mean; a resample that draws none of the defined
@@ -57,17 +68,68 @@ def bootstrap_means(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return np.where(drawn > 0, totals / np.where(drawn > 0, drawn, 1.0), np.nan)
 
 
-def percentile_interval(values: np.ndarray, counts: np.ndarray, confidence: float = 0.95) -> Interval:
-    """Mean of ``values`` (n,) and its percentile-bootstrap interval from ``counts``."""
+def mean_intervals(
+    values: np.ndarray, counts: np.ndarray, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Studentized-bootstrap intervals of the column means of ``values`` (n, m) -> mean, low,
+    high, defined count, each (m,); NaN values left out. One call serves m columns at once."""
+    from scipy import stats
+
     values = np.asarray(values, dtype=np.float64)
     defined = np.isfinite(values)
-    if not defined.any():
-        return Interval(np.nan, np.nan, np.nan, 0)
-    means = bootstrap_means(values, counts)
-    means = means[np.isfinite(means)]
+    n_defined = defined.sum(axis=0)  # (m,)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(defined, values, 0.0).sum(axis=0) / n_defined
+        # Centred values keep the variances exact (constant values give exactly 0). Plug-in
+        # variances (divide by the count) here and in every resample: t_b does not depend on
+        # the divisor, and the Student-t floor below uses the same se.
+        centred = np.where(defined, values - mean, 0.0)  # (n, m)
+        se = np.sqrt((centred**2).sum(axis=0) / n_defined / n_defined)
+        drawn = counts @ defined.astype(np.float64)  # (B, m)
+        shifts = (counts @ centred) / drawn  # mean_b - mean; NaN where nothing was drawn
+        variances = np.maximum((counts @ centred**2) / drawn - shifts**2, 0.0)
+        t_stats = shifts / np.sqrt(variances / drawn)  # (B, m)
+    # A resample that draws a single image over and over has no spread to studentize by: left
+    # out (it happens only at a handful of images; constant values give t_b = 0 throughout).
+    distinct = (counts > 0).astype(np.float64) @ defined.astype(np.float64)  # (B, m)
+    t_stats = np.where(shifts == 0, 0.0, np.where((distinct >= 2) & (variances > 0), t_stats, np.nan))
     alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return Interval(float(values[defined].mean()), float(low), float(high), int(defined.sum()))
+    q_low, q_high = _column_quantiles(t_stats, alpha), _column_quantiles(t_stats, 1.0 - alpha)
+    student = stats.t.ppf(1.0 - alpha, np.maximum(n_defined - 1, 1))
+    q_low, q_high = np.minimum(q_low, -student), np.maximum(q_high, student)
+    with np.errstate(invalid="ignore"):
+        low = np.where(se > 0, mean - q_high * se, mean)
+        high = np.where(se > 0, mean - q_low * se, mean)
+    too_few = n_defined < 2  # one value has no interval
+    low, high = np.where(too_few, np.nan, low), np.where(too_few, np.nan, high)
+    return mean, low, high, n_defined
+
+
+def _column_quantiles(samples: np.ndarray, q: float) -> np.ndarray:
+    """Linear-interpolation quantile of each column of (B, m), NaNs left out."""
+    ordered = np.sort(samples, axis=0)  # NaN sorts last
+    count = (~np.isnan(ordered)).sum(axis=0)
+    position = q * np.maximum(count - 1, 0)
+    below = np.floor(position).astype(int)
+    above = np.minimum(below + 1, np.maximum(count - 1, 0))
+    columns = np.arange(samples.shape[1])
+    lower, upper = ordered[below, columns], ordered[above, columns]
+    fraction = position - below
+    value = lower + (upper - lower) * fraction
+    return np.where(count > 0, value, np.nan)
+
+
+def mean_interval(values: np.ndarray, counts: np.ndarray, confidence: float = 0.95) -> Interval:
+    """Mean of ``values`` (n,) and its studentized-bootstrap interval from ``counts``."""
+    values = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(values).any():
+        return Interval(np.nan, np.nan, np.nan, 0)
+    mean, low, high, n_defined = mean_intervals(values[:, None], counts, confidence)
+    return Interval(float(mean[0]), float(low[0]), float(high[0]), int(n_defined[0]))
+
+
+# The name ganseg.evaluation.scores still imports: the same (studentized) interval.
+percentile_interval = mean_interval
 
 
 def paired_difference(
@@ -81,7 +143,7 @@ def paired_difference(
     b = np.asarray(values_b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired values must have the same shape, got {a.shape} and {b.shape}")
-    return percentile_interval(a - b, counts, confidence)
+    return mean_interval(a - b, counts, confidence)
 
 
 def t_interval(values: np.ndarray, confidence: float = 0.95) -> Interval:

@@ -95,7 +95,7 @@ def render_markdown(ev: Evaluation) -> str:
         "# Evaluation",
         "",
         (f"Test split: {n} images (`{ev.test_folder}`). Every value is the mean over test images with its "
-        f"{level} percentile-bootstrap interval over test images ({ev.resamples} resamples). "
+        f"{level} studentized-bootstrap interval over test images ({ev.resamples} resamples). "
         "Dice, IoU, precision and recall: higher is better; HD95 (95th-percentile Hausdorff distance "
         "between outlines, pixels): lower is better. Metric definitions: docs/evaluation.md."),
         "",
@@ -180,11 +180,27 @@ def _quality_lines(ev: Evaluation) -> list[str]:
     missing = ev.quality.get("not_computed", {})
     lines = []
     if "fid" in values:
+        from ganseg.metrics.image_quality import FID_MIN_N
+
+        n = values["n_synthetic"]
         lines += [
-            (f"Inception features: `{ev.quality.get('feature_extractor')}`. FID is biased upwards at small N and "
-            "comparable only at equal N; KID is unbiased. The reference row compares two real samples "
-            "(train vs held-out val + test) with the same protocol: the floor a perfect generator would reach."),
+            (f"Inception features: `{ev.quality.get('feature_extractor')}`. Both rows use the same N = {n} images "
+            "per side, drawn by seed: the smallest of the synthetic, real held-out and real training images "
+            "available and `evaluate.synthetic_quality.max_images`; the same training images serve both rows. "
+            "FID is biased upwards at small N and comparable only at equal N; KID is unbiased (± is its spread "
+            f"over {values.get('kid_subsets')} subsets of {values.get('kid_subset_size')}: 0 when a subset is the "
+            "whole set). The reference row compares two real samples (train vs held-out val + test) with the "
+            "same protocol and N: the floor a perfect generator would reach."),
             "",
+        ]
+        if n < FID_MIN_N:
+            lines += [
+                (f"**N = {n} < {FID_MIN_N}: much of each FID here is small-N bias** (two disjoint samples of real "
+                "DSB 2018 images give FID 183 at N 16, 133 at N 48, 103 at N 64). Compare the synthetic row with the "
+                f"reference row or with FIDs at N = {n}, never with FIDs at another N."),
+                "",
+            ]
+        lines += [
             "| pair | N | FID | KID |",
             "|---|---|---|---|",
             (f"| synthetic vs real train | {values['n_synthetic']} vs {values['n_real']} | {values['fid']:.2f} | "
@@ -193,14 +209,18 @@ def _quality_lines(ev: Evaluation) -> list[str]:
         if "reference_fid" in values:
             lines.append(
                 f"| real held-out vs real train (reference) | {values['reference_n']} vs {values['n_real']} | "
-                f"{values['reference_fid']:.2f} | {values['reference_kid']:.4f} |"
+                f"{values['reference_fid']:.2f} | {values['reference_kid']:.4f} ± {values.get('reference_kid_std', 0):.4f} |"
             )
         lines.append("")
     if values.get("inception_score") is not None:
-        lines.append(
-            f"Inception Score of the synthetic images: {values['inception_score']:.3f} ± "
-            f"{values.get('inception_score_std', 0):.3f} (compare only between runs: it rewards ImageNet-like images)."
-        )
+        n_is, splits = values.get("inception_score_n"), values.get("inception_score_splits")
+        text = (f"Inception Score of the synthetic images: {values['inception_score']:.3f} ± "
+                f"{values.get('inception_score_std', 0):.3f} (N {n_is}, {splits} splits; compare only between runs "
+                "at the same N and splits: it rewards ImageNet-like images).")
+        if n_is and splits and n_is / splits < 1008:  # 1008: the classifier's classes
+            text += (f" At N {n_is} in {splits} splits IS cannot exceed {n_is / splits:.1f} by construction: a split's "
+                     "score is at most its number of images.")
+        lines.append(text)
     for metric, reason in missing.items():
         lines.append(f"- {metric}: not computed: {reason}")
     if ev.mask_consistency is not None:

@@ -9,7 +9,8 @@ the choice of test images).
 Per model and metric: mean over seeds, standard deviation, min/max and a Student-t interval
 of the mean (n - 1 degrees of freedom). Per comparison (e.g. synthetic - real): the same
 over the per-seed mean differences, plus in how many seeds the per-run bootstrap interval
-excluded 0. A claim is made only when it holds across seeds (:func:`verdict`).
+excluded 0. A claim is made only when it holds across seeds (:func:`verdict`), in the
+metric's direction: a positive HD95 difference (pixels, lower is better) worsens.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from ganseg.errors import DataError
 from ganseg.evaluation.bootstrap import Interval, t_interval
+from ganseg.evaluation.scores import higher_is_better
 
 SEED_KEY = "common.seed"
 
@@ -168,7 +170,7 @@ def aggregate(group: list[SeedRun], metrics: list[str], confidence: float = 0.95
                 "spread": spread,
                 "seeds_above_zero": sum(1 for low in lows if low > 0),
                 "seeds_below_zero": sum(1 for high in highs if high < 0),
-                "verdict": verdict(spread),
+                "verdict": verdict(spread, metric),
             }
         table["differences"][comparison] = per_metric
     synthetic_keys = sorted({k for run in group for k, v in (run.metrics.get("synthetic") or {}).items()
@@ -180,17 +182,18 @@ def aggregate(group: list[SeedRun], metrics: list[str], confidence: float = 0.95
     return table
 
 
-def verdict(spread: Spread) -> str:
+def verdict(spread: Spread, metric: str) -> str:
     """``improves`` / ``worsens`` only when every seed agrees on the sign and the t-interval
-    of the mean difference excludes 0; otherwise no claim."""
+    of the mean difference excludes 0; otherwise no claim. Which sign improves is the metric's
+    (:func:`ganseg.evaluation.scores.higher_is_better`): a lower HD95 improves."""
     values = np.array(spread.values)
     values = values[np.isfinite(values)]
     if len(values) < MIN_SEEDS_FOR_CLAIM:
         return f"no claim (needs >= {MIN_SEEDS_FOR_CLAIM} seeds)"
     if (values > 0).all() and spread.interval.low > 0:
-        return "improves"
+        return "improves" if higher_is_better(metric) else "worsens"
     if (values < 0).all() and spread.interval.high < 0:
-        return "worsens"
+        return "worsens" if higher_is_better(metric) else "improves"
     return "no consistent effect"
 
 
