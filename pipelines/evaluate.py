@@ -37,12 +37,13 @@ from ganseg import io
 from ganseg.config.common import CommonConfig
 from ganseg.config.evaluate import EvaluateConfig
 from ganseg.data.pairs import PairTensors, load_pairs
+from ganseg.data.provenance import RECORD_KEY, content_hashes, seen_in
 from ganseg.errors import DataError
 from ganseg.evaluation import overlays
-from ganseg.evaluation.bootstrap import percentile_interval, resample_counts
+from ganseg.evaluation.bootstrap import paired_difference, percentile_interval, resample_counts
 from ganseg.evaluation.inference import predict_probabilities, probabilities_to_labels
 from ganseg.evaluation.models import SegmentationModel, load_model
-from ganseg.evaluation.promotion import Candidate, decide_and_apply
+from ganseg.evaluation.promotion import Candidate, ChampionScore, PromotionRule, decide_and_apply
 from ganseg.evaluation.report import Evaluation, metrics_dict, render_markdown
 from ganseg.evaluation.scores import LABELS, Comparison, compare, score_images
 from ganseg.metrics.registry import segmentation_metrics
@@ -75,8 +76,13 @@ def evaluate(
 
         paths, missing = locate_models(models, cfg)
         test = load_pairs(prepared / "test", common.channels, common.num_classes)
-        loaded = {variant: load_checked(path, common, device, dtype) for variant, path in paths.items()}
-        predicted = {variant: predict_labels(model, test.images, cfg) for variant, model in loaded.items()}
+        test_images = content_hashes(prepared / "test")
+        loaded = {variant: load_checked(path, common, device, dtype, ctx.root) for variant, path in paths.items()}
+        identical = identical_models(loaded)
+        predicted: dict[str, torch.Tensor] = {}
+        for variant, model in loaded.items():  # a model with the same weights as an earlier one predicts alike
+            twin = identical.get(variant)
+            predicted[variant] = predicted[twin] if twin else predict_labels(model, test.images, cfg)
         scores = {variant: score_images(labels, test.masks, common.num_classes) for variant, labels in predicted.items()}
         counts = resample_counts(len(test), cfg.bootstrap.resamples, common.seed)
         comparison = compare(test.ids, scores, cfg.baseline, counts, cfg.bootstrap.confidence)
@@ -87,6 +93,9 @@ def evaluate(
             resamples=cfg.bootstrap.resamples,
             confidence=cfg.bootstrap.confidence,
             missing=missing,
+            identical={variant: (twin, _kept_start(loaded[variant])) for variant, twin in identical.items()},
+            seen_test_images={variant: seen_in((model.config or {}).get(RECORD_KEY), test_images)
+                              for variant, model in loaded.items()},
         )
         timings = {"segmentation": time.perf_counter() - started}
 
@@ -98,7 +107,9 @@ def evaluate(
         versions = {}
         if cfg.registry.enabled:
             mark = time.perf_counter()
-            versions, evaluation.decision = update_registry(comparison, paths, test, common, cfg, device, dtype)
+            versions, evaluation.decision = update_registry(
+                comparison, evaluation.seen_test_images, paths, test, test_images, common, cfg, device, dtype,
+                counts, ctx.root)
             timings["registry"] = time.perf_counter() - mark
 
         write_outputs(evaluation, test, predicted, cfg, report, reports, metrics, ctx.save_resolved_config)
@@ -127,9 +138,10 @@ def locate_models(folder: Path, cfg: EvaluateConfig) -> tuple[dict[str, Path], d
     return found, missing
 
 
-def load_checked(source: str | Path, common: CommonConfig, device, dtype) -> SegmentationModel:
-    """Load a model and check it fits this run's data (channels, classes)."""
-    model = load_model(source, device, dtype)
+def load_checked(source: str | Path, common: CommonConfig, device, dtype, root: Path) -> SegmentationModel:
+    """Load a model (a file, or a ``models:/`` URI of the registry under ``root``) and check it
+    fits this run's data (channels, classes)."""
+    model = load_model(source, device, dtype, registry_root=root)
     if model.in_channels != common.channels:
         raise DataError(
             f"{model.source}: model takes {model.in_channels}-channel images but common.channels is "
@@ -141,6 +153,28 @@ def load_checked(source: str | Path, common: CommonConfig, device, dtype) -> Seg
             f"{common.num_classes}; evaluate models trained on this data"
         )
     return model
+
+
+def identical_models(loaded: dict[str, SegmentationModel]) -> dict[str, str]:
+    """{variant: earlier variant with exactly the same weights} (e.g. a fine-tuning that kept
+    its start weights): one model under two names is reported once, not compared with itself."""
+    identical: dict[str, str] = {}
+    states = {variant: model.network.state_dict() for variant, model in loaded.items()}
+    for index, variant in enumerate(states):
+        for earlier in list(states)[:index]:
+            if earlier not in identical and _same_weights(states[variant], states[earlier]):
+                identical[variant] = earlier
+                break
+    return identical
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
+
+def _kept_start(model: SegmentationModel) -> bool:
+    """True for a fine-tuned model (its config names a start model): it kept its start weights."""
+    return bool((model.config or {}).get("started_from"))
 
 
 def predict_labels(model: SegmentationModel, images: torch.Tensor, cfg: EvaluateConfig) -> torch.Tensor:
@@ -192,37 +226,50 @@ def judge_synthetic(
 # -- registry ------------------------------------------------------------------------------------
 def update_registry(
     comparison: Comparison,
+    seen_test_images: dict[str, int | None],
     paths: dict[str, Path],
     test: PairTensors,
+    test_images: list[str],
     common: CommonConfig,
     cfg: EvaluateConfig,
     device: torch.device,
     dtype: torch.dtype,
+    counts: np.ndarray,
+    root: Path,
 ) -> tuple[dict, dict]:
     """Look up the registered version of every model file, then promote the best (or not)."""
     from ganseg.tracking import Registry, TrackingError
 
     name = cfg.registry.model_name
     best = comparison.best("dice")
+    rule = PromotionRule(cfg.registry.min_improvement, cfg.bootstrap.confidence)
     try:
-        registry = Registry(Path.cwd())
+        registry = Registry(root)
         versions = {variant: registry.versions_of_file(name, path) for variant, path in paths.items()}
 
-        def score_champion(version) -> float:
-            champion = load_checked(version.uri, common, device, dtype)
+        def score_champion(version) -> ChampionScore:
+            champion = load_checked(version.uri, common, device, dtype, root)
+            seen = seen_in((champion.config or {}).get(RECORD_KEY), test_images)
+            if seen != 0:  # never scored on images it learned from (or might have)
+                return ChampionScore(seen_test_images=seen)
             labels = predict_labels(champion, test.images, cfg)
-            return float(np.mean(score_images(labels, test.masks, common.num_classes)["dice"]))
+            champion_dice = score_images(labels, test.masks, common.num_classes)["dice"]
+            difference = paired_difference(comparison.scores[best]["dice"], champion_dice, counts,
+                                           cfg.bootstrap.confidence)
+            return ChampionScore(seen_test_images=0, dice=float(np.nanmean(champion_dice)), difference=difference)
 
-        candidate = Candidate(variant=best, dice=comparison.summary[best]["dice"].mean, versions=tuple(versions[best]))
+        candidate = Candidate(variant=best, dice=comparison.summary[best]["dice"].mean, versions=tuple(versions[best]),
+                              seen_test_images=seen_test_images.get(best))
         with registry.promotion_lock():  # another evaluation may be deciding at this moment
             decision = decide_and_apply(
-                registry, name, candidate, score_champion, cfg.registry.champion_alias, cfg.registry.challenger_alias
+                registry, name, candidate, score_champion, rule, cfg.registry.champion_alias,
+                cfg.registry.challenger_alias,
             ).as_dict()
     except TrackingError as exc:
         if common.tracking_required:
             raise
         print(f"warning: evaluate: registry not updated: {exc}", file=sys.stderr)
-        return {}, {"action": "skipped", "reason": f"registry unavailable ({exc})"}
+        return {}, {"action": "skipped", "reason": f"registry unavailable ({exc})", "rule": rule.describe()}
     return versions, decision
 
 
@@ -253,7 +300,7 @@ def write_outputs(
         )
         if cfg.overlays.count > 0:
             (staged / "overlays").mkdir()
-            for variant in comparison.variants:
+            for variant in filter(evaluation.shown, comparison.variants):
                 draw_best_and_worst(variant, comparison, test, predicted[variant], cfg.overlays.count,
                                     staged / "overlays" / f"{variant}.png")
                 evaluation.overlays[variant] = f"{relative}/overlays/{variant}.png"
@@ -339,9 +386,14 @@ def log_run(tracker, evaluation: Evaluation, versions: dict, metrics: Path, repo
 def print_summary(evaluation: Evaluation, timings: dict[str, float], report: Path) -> None:
     comparison = evaluation.comparison
     for variant in comparison.variants:
+        if not evaluation.shown(variant):
+            print(f"evaluate: {variant}: identical weights to {evaluation.identical[variant][0]}; not compared with it")
+            continue
         dice = comparison.summary[variant]["dice"]
         print(f"evaluate: {variant}: test Dice {dice.mean:.4f} [{dice.low:.4f}, {dice.high:.4f}]")
     for key, diffs in comparison.differences.items():
+        if not all(evaluation.shown(v) for v in key.split("_vs_")):
+            continue
         dice = diffs["dice"]
         print(f"evaluate: {key.replace('_vs_', ' - ')}: Dice {dice.mean:+.4f} [{dice.low:+.4f}, {dice.high:+.4f}]")
     values = (evaluation.quality or {}).get("values", {})

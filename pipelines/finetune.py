@@ -24,6 +24,7 @@ reports, and the model registered as a new version of ``ganseg-unet`` tagged
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ from ganseg import io
 from ganseg.config.common import CommonConfig
 from ganseg.config.finetune import FinetuneConfig, UnlabeledConfig
 from ganseg.data.pairs import PairTensors, load_images
+from ganseg.data.provenance import RECORD_KEY, TRAINED_ON_TAG, training_record
 from ganseg.errors import ConfigError, DataError
 from ganseg.finetune.discriminator import build_discriminator
 from ganseg.finetune.losses import SegmentationTask, SemiSupervisedLoss
@@ -129,6 +131,13 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     pool, pool_source = (
         unlabeled_pool(cfg.unlabeled, paths["unlabeled"], train_pairs, hidden, common)
         if cfg.unlabeled.enabled else (None, "off")
+    )
+    # Which real images shape this model, with those its start model learned from.
+    trained_on = training_record(
+        {"train": paths["data"] / "train", "val": paths["data"] / "val",
+         **({"unlabeled": paths["unlabeled"]} if pool is not None and pool_source.startswith(str(paths["unlabeled"]))
+            else {})},
+        inherited=start_record(paths["start"]),
     )
     sampler = EpochSampler(num_real=len(labeled), seed=common.seed)
     loader = DataLoader(
@@ -281,7 +290,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     }
     model_path, config_path = paths["models"] / f"unet_{variant}.pt", paths["models"] / f"unet_{variant}.json"
     io.write_json(config_path, {"unet": unet_config.as_dict(), **resolved, "variant": variant,
-                                "started_from": str(paths["start"])})
+                                "started_from": str(paths["start"]), RECORD_KEY: trained_on})
     io.torch_save(best, model_path)
     history.write(state.history)
     with io.staged_dir(paths["reports"]) as staged:
@@ -295,6 +304,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
 
     tracker = ctx.tracker
     tracker.log_dict(summary, f"{paths['metrics'].stem}.json")
+    tracker.log_dict(trained_on, "trained_on.json")
     tracker.log_metrics({"best/val_dice": final["val/dice"], "start/val_dice": start_scores["val/dice"],
                          "best/val_dice_gain": summary["val_dice_gain"], "best/epoch": state.best_epoch,
                          "best/kept_start": float(kept_start), "run/wall_time_s": wall})
@@ -309,7 +319,8 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
         input_example=example.numpy(),
         output_example=predict_logits(unet, val.images[:1], device=torch.device("cpu")).numpy(),
         tags={"variant": variant, "val_dice": f"{final['val/dice']:.4f}", "best_epoch": state.best_epoch,
-              "kept_start": str(kept_start).lower(), "started_from": str(paths["start"])},
+              "kept_start": str(kept_start).lower(), "started_from": str(paths["start"]),
+              TRAINED_ON_TAG: trained_on["digest"]},
     )
     manager.clear()
     registered = f"; registered {REGISTERED_NAME} v{version}" if version else ""
@@ -354,6 +365,17 @@ def unlabeled_pool(cfg: UnlabeledConfig, folder: Path, train_pairs: PairTensors,
     if hidden is not None:
         return torch.cat([images, hidden.images]), f"{folder} + train images with hidden labels"
     return images, str(folder)
+
+
+def start_record(start: Path) -> dict | None:
+    """The training-image record stored beside the starting model file (``<name>.json``)."""
+    config = Path(start).with_suffix(".json")
+    if not config.is_file():
+        return None
+    try:
+        return json.loads(config.read_text()).get(RECORD_KEY)
+    except (OSError, ValueError):
+        return None
 
 
 def check_start_model(path: Path, model_file: dict, unet_config, common: CommonConfig) -> None:

@@ -62,7 +62,7 @@ def predict(
         names = output_names(inputs)
         check_output_dir(output_dir, input_dir)
         device = select_device(common.device)
-        segmenter = load_model(model, device, select_precision(common.precision, device))
+        segmenter = load_model(model, device, select_precision(common.precision, device), registry_root=ctx.root)
         tile = cfg.tile_size or segmenter.image_size or common.image_size
         # Decode everything first: a bad file stops the command before anything is written.
         check_readable(inputs, segmenter.in_channels)

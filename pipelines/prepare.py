@@ -63,6 +63,7 @@ def prepare(
             seed=common.seed,
             strata=cfg.split.strata,
             test_ids=test_ids,
+            test_seed=cfg.split.test_seed,
         )
         manifest["splits_sharing_content"] = manifest.groupby("content_hash")["split"].transform("nunique")
 
@@ -79,6 +80,7 @@ def prepare(
                 print(f"warning: {finding.line()}", file=sys.stderr)
 
             unlabeled = unlabeled_images(common, cfg) if cfg.folder.unlabeled_dir else []
+            unlabeled = without_test_images(unlabeled, manifest)
             summary = summarise(manifest, len(unlabeled), len(report.warnings), cfg.source)
             with io.staged_dir(out) as staged:
                 write_splits(staged, manifest, arrays, common.num_classes)
@@ -101,7 +103,8 @@ def prepare(
 def synthetic_records(common: CommonConfig, cfg: PrepareConfig) -> list[dict]:
     records = []
     for index in range(cfg.synthetic.num_images):
-        pair = generate_pair(cfg.synthetic, common.image_size, common.seed, index)
+        data_seed = common.seed if cfg.synthetic.seed is None else cfg.synthetic.seed
+        pair = generate_pair(cfg.synthetic, common.image_size, data_seed, index)
         image = pair.image[:, :, None]
         if common.channels == 3:
             image = np.repeat(image, 3, axis=2)
@@ -164,18 +167,37 @@ def _row(pair_id: str, image_path, mask_path, image, mask) -> dict:
         "mask_max_label": int(mask.max()) if mask is not None else np.nan,
         "foreground_fraction": float((mask > 0).mean()) if mask is not None else np.nan,
         # Identical pixels = identical content, whatever the file name or format.
-        "content_hash": hashlib.sha256(image.tobytes()).hexdigest()[:16] if image is not None else f"missing:{pair_id}",
+        "content_hash": content_hash(image) if image is not None else f"missing:{pair_id}",
     }
 
 
-def unlabeled_images(common: CommonConfig, cfg: PrepareConfig) -> list[tuple[str, np.ndarray]]:
+def content_hash(image: np.ndarray) -> str:
+    """Identical pixels = identical content, whatever the file name or format."""
+    return hashlib.sha256(image.tobytes()).hexdigest()[:16]
+
+
+def without_test_images(unlabeled: list[tuple[str, np.ndarray, str]], manifest: pd.DataFrame) -> list:
+    """Unlabeled images minus those with a test image's content: fine-tuning on them would
+    let a model see the images it is then scored on (a common case: the unlabeled folder is
+    the whole image folder)."""
+    test = set(manifest.loc[manifest["split"] == "test", "content_hash"])
+    kept = [item for item in unlabeled if item[2] not in test]
+    if len(kept) < len(unlabeled):
+        print(f"warning: prepare: {len(unlabeled) - len(kept)} of {len(unlabeled)} unlabeled images are test "
+              "images; left out of unlabeled/ so that no model sees its test images", file=sys.stderr)
+    return kept
+
+
+def unlabeled_images(common: CommonConfig, cfg: PrepareConfig) -> list[tuple[str, np.ndarray, str]]:
+    """(id, image at the working size, content hash of the source image) per unlabeled image."""
     found = list_images(cfg.folder.unlabeled_dir, "unlabeled")
 
-    def fit(item: tuple[str, Path]) -> tuple[str, np.ndarray]:
+    def fit(item: tuple[str, Path]) -> tuple[str, np.ndarray, str]:
         image, _ = read_image(item[1], common.channels)
+        digest = content_hash(image)
         if cfg.resize_mode == "resize":
-            return item[0], resize_image(image, common.image_size)
-        return item[0], pad_crop(image, common.image_size, reflect=True)
+            return item[0], resize_image(image, common.image_size), digest
+        return item[0], pad_crop(image, common.image_size, reflect=True), digest
 
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
         return list(pool.map(fit, sorted(found.items())))
@@ -214,12 +236,13 @@ def write_splits(root: Path, manifest: pd.DataFrame, arrays: dict, num_classes: 
         rows[columns].to_csv(folder / pairs.MANIFEST, index=False)
 
 
-def write_unlabeled(folder: Path, images: list[tuple[str, np.ndarray]]) -> None:
+def write_unlabeled(folder: Path, images: list[tuple[str, np.ndarray, str]]) -> None:
     (folder / "images").mkdir(parents=True)
-    for image_id, image in images:
+    for image_id, image, _ in images:
         pairs.save_image(folder / "images" / f"{image_id}.png", image)
     pd.DataFrame(
-        {"pair_id": [i for i, _ in images], "image": [f"images/{i}.png" for i, _ in images]}
+        {"pair_id": [i for i, _, _ in images], "image": [f"images/{i}.png" for i, _, _ in images],
+         "content_hash": [h for _, _, h in images]}
     ).to_csv(folder / pairs.MANIFEST, index=False)
 
 

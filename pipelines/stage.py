@@ -37,6 +37,7 @@ class StageContext:
     params: Params
     params_path: Path
     tracker: Any  # ganseg.tracking.StageRun, imported lazily (mlflow is slow to import)
+    root: Path  # the project: its mlruns/ holds the runs and the model registry
 
     def resolved_config(self) -> dict:
         """The common block and this stage's block, every default filled in."""
@@ -51,6 +52,13 @@ class StageContext:
         io.write_json(path, self.resolved_config())
         self.tracker.log_dict(self.resolved_config(), f"{self.name}_config.json")
         return path
+
+
+def project_root() -> Path:
+    """The project whose ``mlruns/`` receives runs and holds the registry: every stage and
+    command uses this one. Queued ``dvc exp run``s execute in a temporary copy; DVC_ROOT
+    names the real repo."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd())
 
 
 def telemetry_off() -> None:
@@ -79,9 +87,7 @@ def run_stage(
         telemetry_off()
         from ganseg.tracking import StageRun  # imports mlflow, which reads the telemetry switch
 
-        # Queued `dvc exp run`s execute in a temporary copy; DVC_ROOT names the real repo,
-        # whose mlruns/ must receive their runs.
-        root = Path(os.environ.get("DVC_ROOT") or Path.cwd())
+        root = project_root()
         run = StageRun(name, root, required=params.common.tracking_required, run_name=run_name)
         # Never entered, a StageRun has no run id and every logging call is a no-op.
         with run if track else contextlib.nullcontext(run) as tracker:
@@ -90,7 +96,7 @@ def run_stage(
                  name: getattr(params, name).model_dump(mode="json")}
                 if hasattr(params, name) else {"common": params.common.model_dump(mode="json")}
             )
-            yield StageContext(name=name, params=params, params_path=Path(params_path), tracker=tracker)
+            yield StageContext(name=name, params=params, params_path=Path(params_path), tracker=tracker, root=root)
     except GansegError as exc:
         _fail(str(exc), 1)
     except KeyboardInterrupt:

@@ -40,6 +40,7 @@ from ganseg import io
 from ganseg.config.common import CommonConfig
 from ganseg.config.train import TrainConfig
 from ganseg.data.pairs import PairTensors, load_pairs
+from ganseg.data.provenance import RECORD_KEY, TRAINED_ON_TAG, training_record
 from ganseg.errors import DataError
 from ganseg.models import UNetConfig, build_unet
 from ganseg.models.model_file import bare_module, read_model_file, save_unet
@@ -120,6 +121,9 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     # -- data: decoded once, kept as uint8 tensors ------------------------------------------
     real = load_split(data / "train", common)
     val = load_split(data / "val", common)
+    # Which real images shape this model (the synthetic pairs are painted from the same training
+    # images): stored with it, so that it is never scored on them (ganseg.data.provenance).
+    trained_on = training_record({"train": data / "train", "val": data / "val"})
     pool = load_synthetic(synthetic, cfg.synthetic_ratio, common, say)
     mixed = pool is not None
     images = torch.cat([real.images, pool.images]) if mixed else real.images
@@ -247,7 +251,8 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
                 "images_per_s": round(float(np.median([r["train/images_per_s"] for r in state.history])), 1)},
     }
     model_path, config_path = models / f"unet_{variant}.pt", models / f"unet_{variant}.json"
-    io.write_json(config_path, {"unet": unet_config.as_dict(), **resolved, "variant": variant})
+    io.write_json(config_path, {"unet": unet_config.as_dict(), **resolved, "variant": variant,
+                                RECORD_KEY: trained_on})
     io.torch_save(best, model_path)  # the best epoch's model file, as saved during training
     history.write(state.history)
     with io.staged_dir(reports) as staged:
@@ -261,6 +266,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
 
     tracker = ctx.tracker
     tracker.log_dict(summary, f"train_{variant}.json")
+    tracker.log_dict(trained_on, "trained_on.json")
     tracker.log_metrics({"best/val_dice": final["val/dice"], "best/epoch": state.best_epoch,
                          "run/wall_time_s": wall})
     tracker.log_artifact(reports, "reports")
@@ -273,7 +279,8 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         config_file=config_path,
         input_example=example.numpy(),
         output_example=predict_logits(model, val.images[:1], device=torch.device("cpu")).numpy(),
-        tags={"variant": variant, "val_dice": f"{final['val/dice']:.4f}", "best_epoch": state.best_epoch},
+        tags={"variant": variant, "val_dice": f"{final['val/dice']:.4f}", "best_epoch": state.best_epoch,
+              TRAINED_ON_TAG: trained_on["digest"]},
     )
     manager.clear()
     registered = f"; registered {REGISTERED_NAME} v{version}" if version else ""

@@ -54,3 +54,22 @@ def test_duplicates_share_a_split_and_test_list_wins():
     assert split.loc[3] == "test"
     with pytest.raises(DataError, match="unknown id"):
         assign_splits(manifest, FRACTIONS, seed=0, strata=4, test_ids={"zzz"})
+
+
+def test_seeds_share_one_test_split_and_never_train_on_each_others_test_images():
+    """Issue 18.1: with the DSB fractions, seed 1's training images were 35% of seed 2's test
+    split. The test split now has its own seed; train/val still follow the training seed."""
+    manifest = _manifest(300)
+    fractions = {"train": 0.35, "val": 0.15, "test": 0.5}
+    splits = {seed: assign_splits(manifest, fractions, seed=seed, strata=4, test_seed=0) for seed in (1, 2, 3)}
+    tests = {seed: set(manifest.loc[split == "test", "pair_id"]) for seed, split in splits.items()}
+    trains = {seed: set(manifest.loc[split == "train", "pair_id"]) for seed, split in splits.items()}
+    assert tests[1] == tests[2] == tests[3] and len(tests[1]) == 150
+    for a in splits:
+        for b in splits:
+            assert not trains[a] & tests[b], (a, b)
+    assert trains[1] != trains[2]  # the seed still picks which images are labelled for training
+    # The old behaviour on request: the test split moves with the seed.
+    legacy = {seed: set(manifest.loc[assign_splits(manifest, fractions, seed=seed, strata=4, test_seed=None) == "test",
+                                     "pair_id"]) for seed in (1, 2)}
+    assert legacy[1] != legacy[2]

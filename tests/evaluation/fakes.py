@@ -7,12 +7,15 @@ which takes ~15 s per model on a CPU.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
 import torch
 from mlflow.tracking import MlflowClient
 
+from ganseg.data.provenance import RECORD_KEY, content_hashes, digest
 from ganseg.models.model_file import save_unet
 from ganseg.models.unet import UNet, UNetConfig
 from ganseg.tracking import (
@@ -26,10 +29,16 @@ from ganseg.tracking import (
 MODEL_NAME = "ganseg-unet"
 
 
-def tiny_model_file(path: Path, seed: int, channels: int = 1, num_classes: int = 1, image_size: int = 32) -> Path:
+def tiny_model_file(path: Path, seed: int, channels: int = 1, num_classes: int = 1, image_size: int = 32,
+                    trained_on: list[str] | None = None) -> Path:
+    """A model file; with ``trained_on`` (content hashes) also its JSON config holding the
+    training-image record, as the train stage writes it beside the model file."""
     torch.manual_seed(seed)
     network = UNet(UNetConfig(in_channels=channels, num_classes=num_classes, depth=2, base_width=4))
     save_unet(path, network, image_size=image_size, meta={"variant": path.stem})
+    if trained_on is not None:
+        record = {"digest": digest(trained_on), "images": sorted(trained_on), "counts": {"train": len(trained_on)}}
+        path.with_suffix(".json").write_text(json.dumps({RECORD_KEY: record}))
     return path
 
 
@@ -43,6 +52,9 @@ def register_file(root: Path, model_file: Path, variant: str, name: str = MODEL_
     source = Path(root) / "fake_artifacts" / run.info.run_id / "model"
     (source / "extra_files").mkdir(parents=True)
     shutil.copy2(model_file, source / "extra_files" / Path(model_file).name)
+    config = Path(model_file).with_suffix(".json")
+    if config.is_file():
+        shutil.copy2(config, source / "extra_files" / config.name)
     try:
         client.get_registered_model(name)
     except Exception:  # noqa: BLE001 - not registered yet
@@ -82,7 +94,8 @@ def write_pair_folder(folder: Path, count: int, size: int = 32, seed: int = 0, c
             image = np.repeat(image, 3, axis=2)
         save_image(folder / "images" / f"{pair_id}.png", image)
         save_mask(folder / "masks" / f"{pair_id}.png", pair.mask.astype(np.uint8), 1)
-        rows.append({"pair_id": pair_id, "image": f"images/{pair_id}.png", "mask": f"masks/{pair_id}.png"})
+        rows.append({"pair_id": pair_id, "image": f"images/{pair_id}.png", "mask": f"masks/{pair_id}.png",
+                     "content_hash": hashlib.sha256(image.tobytes()).hexdigest()[:16]})
     pd.DataFrame(rows).to_csv(folder / MANIFEST, index=False)
     return folder
 
@@ -93,6 +106,13 @@ def tiny_project(root: Path, size: int = 32, test_count: int = 6, synthetic: boo
         write_pair_folder(root / "data" / "prepared" / split, count, size, seed)
     if synthetic:
         write_pair_folder(root / "data" / "synthetic", 8, size, seed=9)
-    tiny_model_file(root / "models" / "unet_real.pt", seed=0, image_size=size)
-    tiny_model_file(root / "models" / "unet_synthetic.pt", seed=1, image_size=size)
+    seen = training_images(root)
+    tiny_model_file(root / "models" / "unet_real.pt", seed=0, image_size=size, trained_on=seen)
+    tiny_model_file(root / "models" / "unet_synthetic.pt", seed=1, image_size=size, trained_on=seen)
     return root
+
+
+def training_images(root: Path) -> list[str]:
+    """The content hashes of a tiny project's train and val pairs: what its models learned from."""
+    prepared = Path(root) / "data" / "prepared"
+    return content_hashes(prepared / "train") + content_hashes(prepared / "val")

@@ -1,12 +1,14 @@
 """The evaluate command as dvc runs it, on tiny data: outputs, registry decision, re-run, errors."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from ganseg.data.provenance import content_hashes
 from ganseg.tracking import Registry
 from pipelines.__main__ import app
 from tests.evaluation.conftest import _store_template, fresh_store  # noqa: F401 - fixtures
@@ -133,6 +135,51 @@ def test_better_champion_from_elsewhere_keeps_its_alias(tmp_path, monkeypatch):
     assert Registry(tmp_path).alias(MODEL_NAME, "challenger").version == decision["candidate_version"]
     report = (tmp_path / "reports" / "evaluation.md").read_text()
     assert f"`ganseg-unet@champion` stays version {champion}" in report and "`ganseg-unet@challenger` is version" in report
+
+
+def test_champion_trained_on_this_test_split_is_not_compared_on_it(tmp_path, monkeypatch):
+    """Issue 18.1: a champion from another split (e.g. another seed) whose training images are
+    this run's test images: the registry refuses the comparison and says why in one line."""
+    monkeypatch.chdir(tmp_path)
+    tiny_project(tmp_path, synthetic=False)
+    test_images = content_hashes(tmp_path / "data" / "prepared" / "test")
+    other = tiny_model_file(tmp_path / "elsewhere" / "unet_real.pt", seed=5, trained_on=test_images[:2])
+    champion = register_file(tmp_path, other, "real")
+    Registry(tmp_path).set_alias(MODEL_NAME, "champion", champion)
+    for variant in ("real", "synthetic"):
+        register_file(tmp_path, tmp_path / "models" / f"unet_{variant}.pt", variant)
+    result = _evaluate(tmp_path, FAST)
+    assert result.exit_code == 0, result.output
+    decision = _decision(tmp_path)
+    assert decision["action"] == "refused", decision
+    assert f"champion v{champion} trained on 2 of this run's test images" in decision["reason"]
+    assert decision["champion_dice"] is None  # never scored on its own training images
+    assert Registry(tmp_path).alias(MODEL_NAME, "champion").version == champion
+    assert "evaluate: registry: refused: the champion" in result.stdout
+    report = (tmp_path / "reports" / "evaluation.md").read_text()
+    assert "Registry not updated: the champion" in report and "Rule: promote only when" in report
+
+
+def test_a_finetune_that_kept_its_start_weights_is_one_model_not_two(tmp_path, monkeypatch):
+    """Issue 18.7: adversarial = synthetic (same weights) is named once, with no verdict of its own."""
+    monkeypatch.chdir(tmp_path)
+    tiny_project(tmp_path, synthetic=False)
+    models = tmp_path / "models"
+    shutil.copy2(models / "unet_synthetic.pt", models / "unet_adversarial.pt")
+    config = json.loads((models / "unet_synthetic.json").read_text())
+    (models / "unet_adversarial.json").write_text(json.dumps({**config, "started_from": "models/unet_synthetic.pt"}))
+    blocks = {**FAST, "evaluate": {**FAST["evaluate"], "variants": ["real", "synthetic", "adversarial"],
+                                   "registry": {"enabled": False}}}
+    result = _evaluate(tmp_path, blocks)
+    assert result.exit_code == 0, result.output
+    report = (tmp_path / "reports" / "evaluation.md").read_text()
+    assert "`adversarial` = `synthetic` (fine-tuning kept its start weights)" in report
+    assert "| adversarial |" not in report and "adversarial −" not in report
+    assert "synthetic** = adversarial |" in report  # the one row names both
+    assert "evaluate: adversarial: identical weights to synthetic" in result.stdout
+    metrics = json.loads((tmp_path / "metrics" / "evaluate.json").read_text())
+    assert metrics["identical_weights"] == {"adversarial": "synthetic"}
+    assert metrics["test_images_seen_in_training"] == {"real": 0, "synthetic": 0, "adversarial": 0}
 
 
 def test_missing_variant_is_an_error_or_reported(tmp_path, monkeypatch):

@@ -107,7 +107,7 @@ def test_semi_supervised_mode_uses_the_unlabeled_folder_and_hidden_labels(tmp_pa
     monkeypatch.chdir(tmp_path)
     _project(tmp_path)
     unlabeled = write_pair_folder(tmp_path / "data" / "prepared" / "unlabeled", 6, 32, seed=7)
-    manifest = pd.read_csv(unlabeled / MANIFEST)[["pair_id", "image"]]  # images only, as prepare writes
+    manifest = pd.read_csv(unlabeled / MANIFEST)[["pair_id", "image", "content_hash"]]  # images only, as prepare writes
     manifest.to_csv(unlabeled / MANIFEST, index=False)
     blocks = _merge(TINY, {"finetune": {"discriminator": {"kind": "pixel"}, "unlabeled": {
         "enabled": True, "labeled_fraction": 0.5, "warmup_epochs": 1}}})
@@ -135,7 +135,8 @@ def _empty_mask_project(root: Path) -> Path:
             pair_id = f"{split}_{index}"
             save_image(folder / "images" / f"{pair_id}.png", rng.integers(0, 255, (32, 32, 1), dtype=np.uint8))
             save_mask(folder / "masks" / f"{pair_id}.png", np.zeros((32, 32), np.uint8), 1)
-            rows.append({"pair_id": pair_id, "image": f"images/{pair_id}.png", "mask": f"masks/{pair_id}.png"})
+            rows.append({"pair_id": pair_id, "image": f"images/{pair_id}.png", "mask": f"masks/{pair_id}.png",
+                         "content_hash": pair_id})
         pd.DataFrame(rows).to_csv(folder / MANIFEST, index=False)
     torch.manual_seed(0)
     network = UNet(UNetConfig(depth=2, base_width=4))

@@ -71,6 +71,27 @@ def test_folder_source_rgb_unlabeled_and_pad_crop(tmp_path, monkeypatch):
     assert Image.open(out / "unlabeled" / "images" / "u1.png").size == (32, 32)
 
 
+def test_unlabeled_folder_of_all_images_loses_the_test_images(tmp_path, monkeypatch):
+    """Pointing unlabeled_dir at the whole image folder (the few-label recipe) must not let
+    semi-supervised fine-tuning see the test images it is then scored on."""
+    monkeypatch.chdir(tmp_path)
+    images, masks = folder_dataset(tmp_path / "data", count=12)
+    params = write_params(tmp_path / "params.yaml", {
+        "common": {"image_size": 32},
+        "prepare": {"source": "folder",
+                    "folder": {"images_dir": str(images), "masks_dir": str(masks), "unlabeled_dir": str(images)}},
+    })
+    result = _run(tmp_path, params)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    test = pd.read_csv(out / "test" / "manifest.csv", dtype={"pair_id": str})
+    unlabeled = pd.read_csv(out / "unlabeled" / "manifest.csv", dtype={"pair_id": str})
+    assert len(test) >= 1 and len(unlabeled) == 12 - len(test)
+    assert not set(test["content_hash"]) & set(unlabeled["content_hash"])
+    assert not set(test["pair_id"]) & set(unlabeled["pair_id"])
+    assert f"{len(test)} of 12 unlabeled images are test images; left out" in result.stderr
+
+
 def test_dsb_folder_prepares_all_pairs(tmp_path, monkeypatch, dsb_root):
     monkeypatch.chdir(tmp_path)
     params = write_params(tmp_path / "params.yaml", {

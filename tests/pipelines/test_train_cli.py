@@ -48,7 +48,8 @@ def write_pair_folder(folder: Path, count: int, seed: int, side: int = SIDE, pre
         pair_id = f"{prefix}_{seed}_{index:03d}"
         pair_files.save_image(folder / "images" / f"{pair_id}.png", pair.image[:, :, None])
         pair_files.save_mask(folder / "masks" / f"{pair_id}.png", pair.mask.astype(np.uint8), 1)
-        rows.append({"pair_id": pair_id, "image": f"images/{pair_id}.png", "mask": f"masks/{pair_id}.png"})
+        rows.append({"pair_id": pair_id, "image": f"images/{pair_id}.png", "mask": f"masks/{pair_id}.png",
+                     "content_hash": f"{prefix}{seed}x{index:05d}"})  # unique per image, as prepare's hashes are
     pd.DataFrame(rows).to_csv(folder / pair_files.MANIFEST, index=False)
     return folder
 
@@ -85,6 +86,11 @@ def test_real_variant_writes_model_metrics_plots_reports_and_registers(tmp_path,
     assert saved["image_size"] == SIDE and saved["meta"]["variant"] == "real"
     config = json.loads(Path("models/unet_real.json").read_text())
     assert config["unet"]["base_width"] == 4 and config["train"]["epochs"] == 2
+    # The images it learned from travel with it: evaluate never scores it on them.
+    record = config["trained_on"]
+    assert record["counts"] == {"train": 16, "val": 6} and len(record["images"]) == 22
+    assert set(record["images"]) == set(pd.read_csv("data/prepared/train/manifest.csv")["content_hash"]) | set(
+        pd.read_csv("data/prepared/val/manifest.csv")["content_hash"])
 
     metrics = json.loads(Path("metrics/train_real.json").read_text())
     assert 0.0 <= metrics["val"]["dice"] <= 1.0 and metrics["epochs_run"] == 2
@@ -106,6 +112,7 @@ def test_real_variant_writes_model_metrics_plots_reports_and_registers(tmp_path,
     client = MlflowClient()
     versions = client.search_model_versions("name = 'ganseg-unet'")
     assert len(versions) == 1 and versions[0].tags["variant"] == "real"
+    assert versions[0].tags["ganseg.trained_on_sha256"] == record["digest"]
     run = client.get_run(versions[0].run_id)
     assert run.info.run_name == "train_real" and run.data.tags["ganseg.variant"] == "real"
     assert run.data.params["train.epochs"] == "2"

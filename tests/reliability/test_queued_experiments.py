@@ -47,3 +47,14 @@ def test_four_queued_experiments_two_at_a_time_twice(tmp_path):
     assert set(names) <= shown_names
     assert set(names) <= tracked and len(pipelines) == len(names)
     assert left_running == []
+
+    # Issue 18.1: every seed shares one test split, so each evaluation compares models that
+    # never trained on its test images, and says so; none had to refuse a comparison.
+    evaluations = [r for r in runs if r.data.tags.get("ganseg.stage") == "evaluate"]
+    decisions = [r.data.tags.get("ganseg.registry.decision") for r in evaluations]
+    seen = [exp["revs"][0]["data"]["metrics"]["metrics/evaluate.json"]["data"]["test_images_seen_in_training"]
+            for baseline in shown for exp in (baseline.get("experiments") or []) if exp.get("name") in names]
+    print(f"promotion decisions over {len(evaluations)} evaluations: "
+          f"{ {d: decisions.count(d) for d in sorted(set(decisions))} }; test images seen in training: {seen[:2]}...")
+    assert len(evaluations) == len(names) and "refused" not in decisions and "promoted" in decisions
+    assert all(count == 0 for record in seen for count in record.values()), seen

@@ -50,6 +50,11 @@ class RegistryConfig(StrictModel):
     model_name: str = Field("ganseg-unet", min_length=1, description="Registered model whose aliases are managed.")
     champion_alias: str = Field("champion", min_length=1)
     challenger_alias: str = Field("challenger", min_length=1)
+    min_improvement: float = Field(
+        0.0, ge=-1, le=1,
+        description="Promote only when the lower end of the interval of candidate − champion test Dice "
+        "(paired, same images) is above this; 0 = the interval must exclude 0.",
+    )
 
 
 class EvaluateConfig(StrictModel):

@@ -24,6 +24,10 @@ class SyntheticSourceConfig(StrictModel):
     contrast_min: float = Field(0.25, gt=0, le=1, description="Dimmest nucleus over background.")
     blur_sigma: float = Field(1.0, ge=0, description="Optical blur, pixels at 64 px side.")
     noise_std: float = Field(0.06, ge=0, le=1, description="Sensor noise, fraction of full scale.")
+    seed: int | None = Field(
+        0, description="Seed of the generated data set, independent of common.seed so that runs of "
+        "several seeds see the same images; null = common.seed."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> SyntheticSourceConfig:
@@ -58,6 +62,10 @@ class SplitConfig(StrictModel):
     val: float = Field(0.15, ge=0, le=1)
     test: float = Field(0.15, ge=0, le=1)
     strata: int = Field(4, ge=1, le=20, description="Foreground-fraction bins to stratify over.")
+    test_seed: int | None = Field(
+        0, description="Seed of the test split, independent of common.seed so that runs of several "
+        "seeds share one test split; null = common.seed (the test split then moves with the seed)."
+    )
     test_list: Path | None = Field(
         None, description="A text file of ids (one per line) that form the test split."
     )

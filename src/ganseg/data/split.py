@@ -2,8 +2,13 @@
 
 Pairs with identical image content are one group and always land in the same split, so no
 content leaks between train and test. Groups are binned by foreground-fraction quantile
-(``strata`` bins), shuffled by the seed inside each bin and dealt out in proportion to the
-fractions, so every split sees small, medium and large objects. A user's test list overrides the test split.
+(``strata`` bins), shuffled by a seed inside each bin and dealt out in proportion to the
+fractions, so every split sees small, medium and large objects.
+
+The test split is drawn first, with its own ``test_seed``, and train/val are then dealt from
+the rest with the training ``seed``. So runs that differ only in the training seed share one
+test split, and no seed's training images are another seed's test images. A user's test list
+replaces the drawn test split.
 """
 
 from __future__ import annotations
@@ -22,8 +27,12 @@ def assign_splits(
     seed: int,
     strata: int,
     test_ids: set[str] | None = None,
+    test_seed: int | None = None,
 ) -> pd.Series:
-    """A split name per row of ``manifest`` (needs pair_id, content_hash, foreground_fraction)."""
+    """A split name per row of ``manifest`` (needs pair_id, content_hash, foreground_fraction).
+
+    ``test_seed`` draws the test split (None: ``seed``, so the test split moves with it).
+    """
     split = pd.Series("", index=manifest.index, dtype=object)
     groups = manifest.groupby("content_hash", sort=True)
     group_table = pd.DataFrame(
@@ -33,34 +42,50 @@ def assign_splits(
             "members": groups.indices.values(),
         }
     )
+    # Strata are fixed on the whole set, so the two draws below stratify alike.
+    bins = min(strata, max(1, len(group_table) // 3))
+    if len(group_table):
+        ranks = group_table["foreground"].rank(method="first")
+        group_table["stratum"] = pd.qcut(ranks, bins, labels=False) if bins > 1 else 0
+
     if test_ids is not None:
         unknown = test_ids - set(manifest["pair_id"])
         if unknown:
             raise DataError(f"prepare.split.test_list: unknown id(s) {sorted(unknown)[:5]}")
-        in_test = groups["pair_id"].agg(lambda ids: bool(set(ids) & test_ids))
-        for members in group_table.loc[in_test.values, "members"]:
-            split.iloc[members] = "test"
-        group_table = group_table.loc[~in_test.values]
-        total = fractions["train"] + fractions["val"]
-        fractions = {"train": fractions["train"] / total, "val": fractions["val"] / total, "test": 0.0}
+        in_test = groups["pair_id"].agg(lambda ids: bool(set(ids) & test_ids)).to_numpy()
+    else:
+        test_share = {"test": fractions["test"], "rest": 1.0 - fractions["test"]}
+        drawn = _deal(group_table, test_share, np.random.default_rng(seed if test_seed is None else test_seed))
+        in_test = (drawn == "test").to_numpy()
+    for members in group_table.loc[in_test, "members"]:
+        split.iloc[members] = "test"
 
-    # Order groups stratum by stratum (shuffled inside each by the seed), then deal them out so
-    # that every prefix of the order is split as close to the fractions as possible: each split
-    # gets its share of every stratum, and the global counts match the fractions.
-    rng = np.random.default_rng(seed)
-    bins = min(strata, max(1, len(group_table) // 3))
-    order: list = []
-    if len(group_table):
-        ranks = group_table["foreground"].rank(method="first")
-        group_table["stratum"] = pd.qcut(ranks, bins, labels=False) if bins > 1 else 0
-        for _, stratum in group_table.groupby("stratum", sort=True):
-            keys = stratum.sort_values("first_id").index.to_numpy()
-            order.extend(keys[rng.permutation(len(keys))])
-    dealt = dict.fromkeys(SPLITS, 0)
-    for key in order:
-        members = group_table.at[key, "members"]
-        total = sum(dealt.values()) + len(members)
-        name = max(SPLITS, key=lambda s: (fractions[s] * total - dealt[s], -SPLITS.index(s)))
-        dealt[name] += len(members)
-        split.iloc[members] = name
+    rest = group_table.loc[~in_test]
+    total = fractions["train"] + fractions["val"]
+    dealt = _deal(rest, {"train": fractions["train"] / total, "val": fractions["val"] / total},
+                  np.random.default_rng(seed))
+    for key, name in dealt.items():
+        split.iloc[rest.at[key, "members"]] = name
     return split
+
+
+def _deal(group_table: pd.DataFrame, fractions: dict[str, float], rng: np.random.Generator) -> pd.Series:
+    """A split name per group: groups ordered stratum by stratum (shuffled inside each), then
+    dealt so that every prefix of the order is split as close to ``fractions`` as possible:
+    each split gets its share of every stratum, and the global counts match the fractions."""
+    names = tuple(fractions)
+    order: list = []
+    if group_table.empty:
+        return pd.Series([], dtype=object)
+    for _, stratum in group_table.groupby("stratum", sort=True):
+        keys = stratum.sort_values("first_id").index.to_numpy()
+        order.extend(keys[rng.permutation(len(keys))])
+    counts = dict.fromkeys(names, 0)
+    chosen = pd.Series("", index=group_table.index, dtype=object)
+    for key in order:
+        size = len(group_table.at[key, "members"])
+        total = sum(counts.values()) + size
+        name = max(names, key=lambda s: (fractions[s] * total - counts[s], -names.index(s)))
+        counts[name] += size
+        chosen[key] = name
+    return chosen

@@ -9,6 +9,7 @@ the version (never the pickled MLflow pytorch flavour).
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ class SegmentationModel:
     device: torch.device
     dtype: torch.dtype = torch.float32  # autocast dtype; float32 = none
     registry_version: Any = None  # ganseg.tracking.ModelVersion when loaded from the registry
+    config: dict | None = None  # the JSON config stored beside the model file (``<name>.json``), if any
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
@@ -55,7 +57,8 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     registry_root: Path | None = None,
 ) -> SegmentationModel:
-    """Load a model file path or a ``models:/`` URI for inference on ``device``."""
+    """Load a model file path or a ``models:/`` URI (of the registry under ``registry_root``,
+    default the current folder) for inference on ``device``."""
     text = str(source)
     if text.startswith(MODEL_URI_PREFIX):
         return _load_registered(text, device, dtype, registry_root or Path.cwd())
@@ -72,6 +75,7 @@ def load_model_file(
     config = unet_config_from_dict(data["config"])
     image_size = data.get("image_size")
     return SegmentationModel(
+        config=_config_beside(Path(path)),
         network=load_unet(Path(path), device),
         in_channels=config.in_channels,
         num_classes=config.num_classes,
@@ -92,6 +96,15 @@ def _load_registered(uri: str, device: torch.device, dtype: torch.dtype, root: P
         model = load_model_file(_model_file_in(files, uri), device, dtype, source=f"{uri} (version {version.version})")
     model.registry_version = version
     return model
+
+
+def _config_beside(path: Path) -> dict | None:
+    """``unet_real.json`` beside ``unet_real.pt`` (the train stage writes both), or None."""
+    beside = path.with_suffix(".json")
+    try:
+        return json.loads(beside.read_text()) if beside.is_file() else None
+    except (OSError, ValueError):
+        raise GansegError(f"{beside}: not a readable JSON model config") from None
 
 
 def _model_file_in(folder: Path, uri: str) -> Path:

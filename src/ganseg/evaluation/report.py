@@ -29,6 +29,14 @@ class Evaluation:
     mask_consistency_model: str | None = None
     decision: dict | None = None  # promotion decision (ganseg.evaluation.promotion.Decision.as_dict())
     overlays: dict[str, str] = field(default_factory=dict)  # variant -> path relative to the report
+    # variant -> (earlier variant with exactly the same weights, whether fine-tuning kept its start)
+    identical: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    # variant -> how many test images it learned from (ganseg.data.provenance); None = no record
+    seen_test_images: dict[str, int | None] = field(default_factory=dict)
+
+    def shown(self, variant: str) -> bool:
+        """Whether a variant gets its own row: a twin of an earlier one is named, not repeated."""
+        return variant not in self.identical
 
 
 def _r(value: float | None, digits: int = 6) -> float | None:
@@ -53,6 +61,10 @@ def metrics_dict(ev: Evaluation) -> dict:
             cell[f"{name}_low"] = _r(interval.low)
             cell[f"{name}_high"] = _r(interval.high)
         out["differences"][key] = cell
+    if ev.identical:
+        out["identical_weights"] = {variant: twin for variant, (twin, _) in ev.identical.items()}
+    if ev.seen_test_images:
+        out["test_images_seen_in_training"] = dict(ev.seen_test_images)
     if comparison.variants:
         best = comparison.best("dice")
         out["best_variant"] = best
@@ -106,8 +118,10 @@ def render_markdown(ev: Evaluation) -> str:
     lines.append("| model | " + " | ".join(LABELS[m] for m in headline) + " |")
     lines.append("|---|" + "---|" * len(headline))
     best = comparison.best("dice") if comparison.variants else None
-    for variant in comparison.variants:
+    twins = {twin: [v for v, (t, _) in ev.identical.items() if t == twin] for twin, _ in ev.identical.values()}
+    for variant in filter(ev.shown, comparison.variants):
         name = f"**{variant}**" if variant == best else variant
+        name = " = ".join([name, *twins.get(variant, [])])
         cells = [_cell(comparison.summary[variant][m], m) for m in headline]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for variant, reason in ev.missing.items():
@@ -115,6 +129,14 @@ def render_markdown(ev: Evaluation) -> str:
     lines.append("")
     if best:
         lines.append(f"Best model by test Dice: **{best}**.")
+    for variant, (twin, kept_start) in ev.identical.items():
+        why = "fine-tuning kept its start weights" if kept_start else "the same weights"
+        lines.append(f"- `{variant}` = `{twin}` ({why}): one model, one row, no comparison with itself.")
+    for variant, seen in ev.seen_test_images.items():
+        if seen is None:
+            lines.append(f"- `{variant}` records no training images: whether it saw test images is unknown.")
+        elif seen > 0:
+            lines.append(f"- warning: `{variant}` trained on {seen} of these {n} test images: its values are optimistic.")
     for variant, reason in ev.missing.items():
         lines.append(f"- `{variant}` not evaluated: {reason}.")
     lines += ["", "![Test metrics with intervals](evaluate/chart.png)", ""]
@@ -139,6 +161,8 @@ def render_markdown(ev: Evaluation) -> str:
         ]
         for key, diffs in comparison.differences.items():
             later, earlier = key.split("_vs_")
+            if not (ev.shown(later) and ev.shown(earlier)):
+                continue  # a twin's differences are its original's, or zero
             cells = [_cell(diffs[m], m, signed=True) for m in headline]
             lines.append(f"| {later} − {earlier} | " + " | ".join(cells) + f" | {difference_verdict(diffs['dice'], 'dice')} |")
         lines += [
@@ -243,8 +267,11 @@ def _registry_lines(decision: dict | None) -> list[str]:
     """
     if decision is None:
         return ["Registry not updated (`evaluate.registry.enabled: false`).", ""]
-    if decision.get("action") == "skipped":
-        return [f"Registry not updated: {decision.get('reason')}.", ""]
+    rule = [(f"Rule: {decision['rule']} (docs/evaluation.md). Each run's decision and both scores are in its "
+            "MLflow run (tag `ganseg.registry.decision`, metrics `registry/*`, artifact `evaluate/promotion.json`)."),
+            ""] if decision.get("rule") else []
+    if decision.get("action") in ("skipped", "refused"):
+        return [f"Registry not updated: {decision.get('reason')}.", "", *rule]
     name, variant = decision["model_name"], decision["candidate_variant"]
     candidate = f"version {decision['candidate_version']} ({variant}, this run's best, test Dice {decision['candidate_dice']:.4f})"
     if decision["action"] in ("promoted", "kept"):
@@ -258,8 +285,9 @@ def _registry_lines(decision: dict | None) -> list[str]:
             "",
             f"Why: {decision['reason']}.",
         ]
-    lines += ["", ("Rule: the best model of a run becomes champion only if its test Dice beats the champion's, "
-              "re-evaluated on the same test split (docs/evaluation.md). Each run's decision and both scores "
-              "are in its MLflow run (tag `ganseg.registry.decision`, metrics `registry/*`, artifact "
-              "`evaluate/promotion.json`)."), ""]
-    return lines
+    difference = decision.get("difference") or {}
+    # Only a challenger's: a promotion's re-run reads "kept", and the report must not change.
+    if difference.get("mean") is not None and decision["action"] == "challenger":
+        lines += ["", (f"Candidate − champion test Dice on the same {difference['n']} images: "
+                  f"{difference['mean']:+.4f} [{difference['low']:+.4f}, {difference['high']:+.4f}].")]
+    return [*lines, "", *rule]
