@@ -37,6 +37,7 @@ from ganseg.errors import DataError, GansegError
 from ganseg.evaluation.inference import probabilities_to_labels, segment_image
 from ganseg.evaluation.models import load_model
 from ganseg.evaluation.overlays import mask_overlay
+from ganseg.progress import progress_iter
 from ganseg.runtime import select_device, select_precision
 from pipelines.stage import DebugOption, ParamsOption, run_stage
 
@@ -71,7 +72,7 @@ def predict(
 
         started = time.perf_counter()
         rows = []
-        for path, name in zip(inputs, names):
+        for path, name in progress_iter(zip(inputs, names), len(inputs), "predict", unit="image"):
             image, _ = read_image(path, segmenter.in_channels)  # (H, W, C) uint8
             tensor = _to_tensor(image)
             probs = segment_image(segmenter, tensor, tile, cfg.overlap, cfg.scale, cfg.batch_size)

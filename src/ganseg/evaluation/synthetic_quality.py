@@ -60,8 +60,8 @@ def image_quality(
     extractor = load_feature_extractor(cfg.inception_weights, device=device)
     result.feature_extractor = extractor.source
     # One Inception pass per image set; the real features serve both comparisons.
-    real_features = extract_features(real, extractor, batch_size=cfg.batch_size)
-    fake_features = extract_features(fake, extractor, batch_size=cfg.batch_size)
+    real_features = extract_features(real, extractor, batch_size=cfg.batch_size, label="FID features: real")
+    fake_features = extract_features(fake, extractor, batch_size=cfg.batch_size, label="FID features: synthetic")
     synthetic_row = _fid_kid(real_features, fake_features, extractor.source, cfg, seed)
     result.values.update(
         n_real=len(real),
@@ -74,7 +74,8 @@ def image_quality(
     )
     if has_reference:
         reference = seeded_subset(real_held_out, n, seed + 2)
-        reference_features = extract_features(reference, extractor, batch_size=cfg.batch_size)
+        reference_features = extract_features(reference, extractor, batch_size=cfg.batch_size,
+                                              label="FID features: real held-out")
         reference_row = _fid_kid(real_features, reference_features, extractor.source, cfg, seed)
         result.values.update(
             reference_n=len(reference),

@@ -21,6 +21,7 @@ from torch import nn
 from ganseg.gan.data import PairSampler
 from ganseg.metrics.segmentation import dice_per_image
 from ganseg.models.unet import UNet, UNetConfig
+from ganseg.progress import Progress
 from ganseg.training.losses import SegmentationLoss
 
 
@@ -43,8 +44,12 @@ def train_reference_segmenter(
     lr: float,
     seed: int,
     device: torch.device,
+    label: str | None = "consistency U-Net",
 ) -> nn.Module:
-    """A U-Net fitted for ``steps`` Adam steps (BCE + soft Dice) on flipped/rotated real pairs."""
+    """A U-Net fitted for ``steps`` Adam steps (BCE + soft Dice) on flipped/rotated real pairs.
+
+    ``label``: progress over the steps under that name (the loss every 25 steps); None = silent.
+    """
     torch.manual_seed(seed)
     depth = 3 if min(images.shape[-2:]) >= 32 else 2
     model = UNet(UNetConfig(in_channels=images.shape[1], num_classes=num_classes, depth=depth,
@@ -53,12 +58,15 @@ def train_reference_segmenter(
     criterion = SegmentationLoss("bce_dice")
     sampler = PairSampler(images, labels, num_classes, batch_size, seed, device, augment=True)
     model.train()
-    for _ in range(steps):
-        batch = sampler.next()
-        loss, _ = criterion(model((batch.images + 1) / 2), batch.labels)  # U-Net inputs in [0, 1]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    with Progress(steps, label or "", enabled=label is not None) as progress:
+        for step in range(steps):
+            batch = sampler.next()
+            loss, _ = criterion(model((batch.images + 1) / 2), batch.labels)  # U-Net inputs in [0, 1]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            # loss.item() waits for the device: read it only every 25 steps, shown until the next read
+            progress.update(1, **({"loss": loss.item()} if step % 25 == 0 or step == steps - 1 else {}))
     return model.eval()
 
 

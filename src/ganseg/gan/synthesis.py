@@ -19,6 +19,7 @@ from torch import nn
 
 from ganseg.gan.data import decode_masks, encode_masks, images_to_uint8
 from ganseg.gan.mask_sampler import MaskSampler
+from ganseg.progress import Progress
 from ganseg.runtime import autocast
 
 
@@ -46,16 +47,19 @@ def paint_masks(
 def pix2pix_pairs(
     generator: nn.Module, sampler: MaskSampler, count: int, num_classes: int,
     device: torch.device, dtype: torch.dtype = torch.float32, batch_size: int = 32,
-    memory_format=torch.contiguous_format,
+    memory_format=torch.contiguous_format, label: str | None = "synthesis (pix2pix)",
 ) -> Iterator[SyntheticPair]:
+    """``count`` pairs, painted ``batch_size`` at a time; ``label``: progress name, None = silent."""
     generator.eval()
-    for start in range(0, count, batch_size):
-        sampled = [sampler.sample(i) for i in range(start, min(start + batch_size, count))]
-        labels = torch.from_numpy(np.stack([s.labels for s in sampled]))
-        images = paint_masks(generator, labels, num_classes, device, dtype, memory_format).numpy()
-        for offset, item in enumerate(sampled):
-            yield SyntheticPair(start + offset, images[offset], item.labels, item.source_index,
-                                item.donor_index, item.transform)
+    with _pair_progress(count, label) as progress:
+        for start in range(0, count, batch_size):
+            sampled = [sampler.sample(i) for i in range(start, min(start + batch_size, count))]
+            labels = torch.from_numpy(np.stack([s.labels for s in sampled]))
+            images = paint_masks(generator, labels, num_classes, device, dtype, memory_format).numpy()
+            for offset, item in enumerate(sampled):
+                yield SyntheticPair(start + offset, images[offset], item.labels, item.source_index,
+                                    item.donor_index, item.transform)
+            progress.update(len(sampled))
 
 
 def noise_for(indices: range, latent_dim: int, seed: int) -> torch.Tensor:
@@ -74,12 +78,21 @@ def decode_stacks(stacks: torch.Tensor, channels: int, num_classes: int) -> tupl
 def dcgan_pairs(
     generator: nn.Module, count: int, latent_dim: int, channels: int, num_classes: int, seed: int,
     device: torch.device, dtype: torch.dtype = torch.float32, batch_size: int = 32,
+    label: str | None = "synthesis (dcgan)",
 ) -> Iterator[SyntheticPair]:
+    """``count`` pairs decoded ``batch_size`` at a time; ``label``: progress name, None = silent."""
     generator.eval()
-    for start in range(0, count, batch_size):
-        indices = range(start, min(start + batch_size, count))
-        with torch.no_grad(), autocast(device, dtype):
-            stacks = generator(noise_for(indices, latent_dim, seed).to(device))
-        images, labels = decode_stacks(stacks, channels, num_classes)
-        for offset, index in enumerate(indices):
-            yield SyntheticPair(index, images[offset].numpy(), labels[offset].numpy(), None, None, "noise")
+    with _pair_progress(count, label) as progress:
+        for start in range(0, count, batch_size):
+            indices = range(start, min(start + batch_size, count))
+            with torch.no_grad(), autocast(device, dtype):
+                stacks = generator(noise_for(indices, latent_dim, seed).to(device))
+            images, labels = decode_stacks(stacks, channels, num_classes)
+            for offset, index in enumerate(indices):
+                yield SyntheticPair(index, images[offset].numpy(), labels[offset].numpy(), None, None, "noise")
+            progress.update(len(indices))
+
+
+def _pair_progress(count: int, label: str | None) -> Progress:
+    # Counted once the caller has taken a batch's pairs (written them, say): "done" means done.
+    return Progress(count, label or "", unit="pair", enabled=label is not None)

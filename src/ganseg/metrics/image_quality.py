@@ -125,8 +125,8 @@ def compute_fid_kid(
     ``extractor`` is any module from uint8 images to (N, D) features, typically
     :func:`ganseg.metrics.inception.load_feature_extractor`'s.
     """
-    real_features = extract_features(real_images, extractor, batch_size=batch_size)
-    fake_features = extract_features(fake_images, extractor, batch_size=batch_size)
+    real_features = extract_features(real_images, extractor, batch_size=batch_size, label="FID features: real")
+    fake_features = extract_features(fake_images, extractor, batch_size=batch_size, label="FID features: generated")
     return fid_kid_from_features(
         real_features, fake_features, str(getattr(extractor, "source", type(extractor).__name__)),
         kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, seed=seed,

@@ -40,6 +40,7 @@ from torch import nn
 
 from ganseg.errors import GansegError
 from ganseg.metrics.unavailable import MetricUnavailable
+from ganseg.progress import Progress
 
 if TYPE_CHECKING:  # torch_fidelity imports torchvision's model zoo (~3 s): loaded only when used
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
@@ -336,21 +337,27 @@ def _fp32_exact(device: torch.device) -> Iterator[None]:
         conv.fp32_precision = previous
 
 
-def extract_features(images: torch.Tensor, extractor: nn.Module, batch_size: int = 64) -> torch.Tensor:
+def extract_features(
+    images: torch.Tensor, extractor: nn.Module, batch_size: int = 64, label: str | None = None
+) -> torch.Tensor:
     """Run ``extractor`` over uint8 ``images`` (N, C, H, W) in batches -> (N, D) float32 on CPU.
 
     fp32 throughout (no autocast, TF32 off); the result does not depend on ``batch_size``
     beyond float rounding. Threads: torch's intra-op pool, as configured by the caller.
+    ``label``: show progress over the images under that name (:class:`ganseg.progress.Progress`);
+    None = silent.
     """
     _check_uint8_images(images)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     device = module_device(extractor)
     chunks = []
-    with torch.inference_mode(), _fp32_exact(device):
+    with (torch.inference_mode(), _fp32_exact(device),
+          Progress(images.shape[0], label or "", unit="image", enabled=label is not None) as progress):
         for start in range(0, images.shape[0], batch_size):
             batch = images[start : start + batch_size].to(device, non_blocking=True)
             chunks.append(extractor(batch).to("cpu", torch.float32))
+            progress.update(batch.shape[0])
     if not chunks:
         raise ValueError("no images to extract features from")
     return torch.cat(chunks)
