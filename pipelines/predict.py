@@ -4,8 +4,9 @@
     python -m pipelines predict --model models/unet_real.pt --input DIR --output DIR
 
 Reads the ``common`` (device, precision) and ``predict`` blocks. Images larger than the tile
-(by default the size the model was trained at) are segmented tile by tile with overlap and
-blended (``ganseg.evaluation.tiling``), never squashed. Writes, inside ``--output`` only:
+(by default the size the model was trained at) are segmented by the sliding window every stage
+uses (``ganseg.inference``: overlapping tiles, Gaussian blending), never squashed. Writes,
+inside ``--output`` only:
 
 - ``masks/<name>.png``: binary 0/255 (or palette label map when multi-class), input size;
 - ``overlays/<name>.png``: the image with the predicted mask drawn on it;
@@ -34,9 +35,10 @@ from ganseg import io
 from ganseg.data.images import IMAGE_SUFFIXES, read_image
 from ganseg.data.pairs import save_image, save_mask
 from ganseg.errors import DataError, GansegError
-from ganseg.evaluation.inference import probabilities_to_labels, segment_image
+from ganseg.evaluation.inference import probabilities_to_labels, scaled_size, segment_image
 from ganseg.evaluation.models import load_model
 from ganseg.evaluation.overlays import mask_overlay
+from ganseg.inference import check_memory
 from ganseg.progress import progress_iter
 from ganseg.runtime import select_device, select_precision
 from pipelines.stage import DebugOption, ParamsOption, run_stage
@@ -65,8 +67,8 @@ def predict(
         device = select_device(common.device)
         segmenter = load_model(model, device, select_precision(common.precision, device), registry_root=ctx.root)
         tile = cfg.tile_size or segmenter.image_size or common.image_size
-        # Decode everything first: a bad file stops the command before anything is written.
-        check_readable(inputs, segmenter.in_channels)
+        # Decode everything first: a bad or too large file stops the command before anything is written.
+        check_inputs(inputs, segmenter.in_channels, segmenter.num_classes, tile, cfg.scale)
         make_output_dir(output_dir)
         out_root = output_dir.resolve()
 
@@ -75,7 +77,7 @@ def predict(
         for path, name in progress_iter(zip(inputs, names), len(inputs), "predict", unit="image"):
             image, _ = read_image(path, segmenter.in_channels)  # (H, W, C) uint8
             tensor = _to_tensor(image)
-            probs = segment_image(segmenter, tensor, tile, cfg.overlap, cfg.scale, cfg.batch_size)
+            probs = segment_image(segmenter, tensor, tile, cfg.overlap, cfg.scale, cfg.batch_size, name=str(path))
             labels = probabilities_to_labels(probs, cfg.threshold).numpy()
             mask_file = confined(out_root, "masks", f"{name}.png")
             with io.atomic_path(mask_file) as temp:
@@ -177,15 +179,22 @@ def confined(root: Path, folder: str | None, filename: str) -> Path:
     return parent / filename
 
 
-def check_readable(paths: list[Path], channels: int) -> None:
+def check_inputs(paths: list[Path], channels: int, num_classes: int, tile: int, scale: float) -> None:
+    """One DataError for all inputs that are unreadable or too large for memory (naming the
+    first): the probability maps the network fills at ``scale`` and the one resized back to the
+    input size must fit (:func:`ganseg.inference.check_memory`)."""
     problems = []
     for path in paths:
         try:
-            read_image(path, channels)
+            image, _ = read_image(path, channels)  # (H, W, C)
+            native = image.shape[:2]
+            scaled = scaled_size(native, scale)
+            largest = (max(native[0], scaled[0]), max(native[1], scaled[1]))
+            check_memory(str(path), largest, channels, num_classes, (tile, tile))
         except DataError as exc:
             problems.append(str(exc))
     if problems:
-        more = f"; {len(problems) - 1} more unreadable image(s)" if len(problems) > 1 else ""
+        more = f"; {len(problems) - 1} more unreadable or too large image(s)" if len(problems) > 1 else ""
         raise DataError(f"{problems[0]}{more}")
 
 

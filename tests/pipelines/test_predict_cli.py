@@ -121,6 +121,23 @@ def test_bad_inputs_give_one_line_and_write_nothing(tmp_path, monkeypatch, probl
     assert not (tmp_path / "out").exists() and not (inputs / "masks").exists()
 
 
+def test_image_too_large_for_memory_is_one_line_naming_it_and_writes_nothing(tmp_path, monkeypatch):
+    import collections
+
+    import psutil
+
+    monkeypatch.chdir(tmp_path)
+    model = str(tiny_model_file(tmp_path / "unet_real.pt", seed=0))
+    inputs = _images(tmp_path / "in", {"a.png": (40, 40), "big.png": (300, 200)})
+    memory = collections.namedtuple("memory", "available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(available=2 * 4 * 3 * 100 * 100))  # 100x100 fits
+    result = _predict(tmp_path, model, inputs, tmp_path / "out")
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert "big.png: a 300x200 px image needs" in line and "half the free RAM" in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_odd_file_names_stay_inside_the_output_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     model = str(tiny_model_file(tmp_path / "unet_real.pt", seed=0))

@@ -1,4 +1,5 @@
-"""Running a loaded model: batches of test images, and single images of any size."""
+"""Running a loaded model on test images or on single images of any size, through the one
+sliding window of :mod:`ganseg.inference`."""
 
 from __future__ import annotations
 
@@ -6,17 +7,25 @@ import torch
 import torch.nn.functional as F
 
 from ganseg.evaluation.models import SegmentationModel, images_to_float
-from ganseg.evaluation.tiling import logits_to_probabilities, predict_tiled
+from ganseg.inference import segment_probabilities
 
 
 @torch.no_grad()
-def predict_probabilities(model: SegmentationModel, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float probabilities (N, K, H, W), whole images at once."""
-    chunks = [
-        logits_to_probabilities(model.logits(images_to_float(images[start : start + batch_size])))
-        for start in range(0, len(images), batch_size)
-    ]
-    return torch.cat(chunks)
+def predict_probabilities(
+    model: SegmentationModel, images: torch.Tensor, batch_size: int, tile: int | None = None, overlap: float = 0.25
+) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float probabilities (N, K, H, W) at native size.
+
+    ``tile`` defaults to the size the model was trained at (else the images' own size): an
+    image no larger than that is one window, exactly whole-image inference; a larger one is
+    covered by overlapping windows. Windows of all images share batches of ``batch_size``.
+    """
+    height, width = images.shape[-2:]
+    return segment_probabilities(
+        model.network, images, num_classes=model.num_classes, tile=tile or model.image_size or (height, width),
+        overlap=overlap, batch_size=batch_size, device=model.device, dtype=model.dtype,
+        name=f"test images for {model.source}",
+    )
 
 
 def probabilities_to_labels(probs: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -34,6 +43,7 @@ def segment_image(
     overlap: float,
     scale: float = 1.0,
     batch_size: int = 16,
+    name: str = "image",
 ) -> torch.Tensor:
     """One uint8 image (C, H, W) of any size -> probabilities (K, H, W) at its own size.
 
@@ -43,9 +53,18 @@ def segment_image(
     height, width = image.shape[-2:]
     pixels = images_to_float(image[None])  # (1, C, H, W)
     if scale != 1.0:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
-    probs = predict_tiled(model.logits, pixels[0], tile=tile, overlap=overlap, batch_size=batch_size)
+        pixels = F.interpolate(
+            pixels, size=scaled_size((height, width), scale), mode="bilinear", align_corners=False, antialias=scale < 1
+        )
+    probs = segment_probabilities(
+        model.network, pixels[0], num_classes=model.num_classes, tile=tile, overlap=overlap,
+        batch_size=batch_size, device=model.device, dtype=model.dtype, name=name,
+    )
     if probs.shape[-2:] != (height, width):
         probs = F.interpolate(probs[None], size=(height, width), mode="bilinear", align_corners=False)[0]
     return probs
+
+
+def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(height, width) the network sees after resizing by ``scale`` (at least 1 pixel)."""
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
