@@ -13,7 +13,7 @@ load changes (shared CPUs) slows both alike; the median block speed of each is r
   ``BCEWithLogitsLoss`` against fresh ``ones_like`` / ``zeros_like`` targets; the G step
   also computes D's weight gradients (thrown away by the next ``zero_grad``); ``.item()``
   on both losses every step.
-- ganseg: :func:`ganseg.gan.trainer.train_step` as the stage runs it: pairs decoded once and
+- ganseg: :func:`ganseg.gan.trainer.gan_step` as the stage runs it: pairs decoded once and
   kept on the device, flips as tensor ops, instance norm through ``nn.GroupNorm``'s faster
   kernel (one channel per group), D's weights frozen during the G step, stats
   accumulated on the device (one sync per log interval), the EMA generator updated, and the
@@ -51,7 +51,7 @@ from benchmarks.peak import matmul_gflops
 from ganseg.config import load_params
 from ganseg.data import pairs
 from ganseg.data.synthetic import generate_pair
-from ganseg.gan.trainer import StatsWindow, build_phases, train_step
+from ganseg.gan.trainer import build_phases, gan_step
 from ganseg.runtime import select_device, select_precision
 from pipelines.augment import build_run
 
@@ -137,18 +137,20 @@ class GansegLoop:
         self.run, self.g_interval = run, g_interval
         self.phases = build_phases(run.parts, run.loss, g_interval, run.constraints)
         self.scaler = torch.amp.GradScaler(run.loss.device.type, enabled=run.loss.dtype == torch.float16)
-        self.window = StatsWindow()
+        self.sums: dict[str, torch.Tensor] = {}
         self.iteration = 0
         run.parts.generator.train()
         run.parts.discriminator.train()
 
     def step(self) -> None:
         self.iteration += 1
-        train_step(self.run.parts.generator, self.phases, self.run.loss, self.run.sampler.next(),
-                   self.iteration, self.g_interval, self.scaler, self.window)
+        stats = gan_step(self.run.parts.generator, self.phases, self.run.loss, self.run.sampler.next(),
+                         self.iteration, self.g_interval, self.scaler)
+        for name, value in stats.items():  # summed on the device, as the training loop does
+            self.sums[name] = self.sums[name] + value.detach() if name in self.sums else value.detach()
         if self.iteration % 10 == 0:  # the stage's log interval: the one sync
-            self.window.means()
-            self.window = StatsWindow()
+            torch.stack(list(self.sums.values())).cpu().tolist()
+            self.sums = {}
 
 
 def synchronize(device: torch.device) -> None:

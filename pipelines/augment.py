@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import shutil
 import sys
 import time
@@ -40,7 +39,6 @@ from ganseg import io
 from ganseg.config.augment import AugmentConfig
 from ganseg.config.common import CommonConfig
 from ganseg.data import pairs
-from ganseg.errors import DataError
 from ganseg.gan.build import (
     build_gan_objective,
     build_loop_settings,
@@ -50,17 +48,19 @@ from ganseg.gan.build import (
 )
 from ganseg.gan.data import PairSampler, mask_channels
 from ganseg.gan.ema import Ema
+from ganseg.gan.losses import GanLoss
 from ganseg.gan.mask_sampler import MaskSampler, MaskSamplerSettings
 from ganseg.gan.samples import render_grid
 from ganseg.gan.synthesis import dcgan_pairs, decode_stacks, noise_for, paint_masks, pix2pix_pairs
-from ganseg.gan.trainer import Checkpointer, GanLoss, GanParts, train_gan
+from ganseg.gan.trainer import GanParts, train_gan
 from ganseg.runtime import seed_everything, select_device, select_precision
-from pipelines.stage import DebugOption, ParamsOption, run_stage
+from ganseg.training.checkpoint import CheckpointManager, config_fingerprint
+from ganseg.training.history import HistoryWriter
+from pipelines.stage import DebugOption, ParamsOption, ProgressOption, run_stage
 
 app = typer.Typer(help="Train a GAN on the training pairs and write synthetic image/mask pairs.")
 
 REGISTERED_NAME = "ganseg-generator"
-CHECKPOINT_FILE = "gan.pt"
 
 
 @app.callback(invoke_without_command=True)
@@ -79,6 +79,7 @@ def augment(
     metrics: Annotated[Path, typer.Option(help="JSON file of final losses and quality.")] = Path(
         "metrics/augment.json"
     ),
+    progress: ProgressOption = None,
     debug: DebugOption = False,
 ) -> None:
     """Train the GAN of ``augment.model`` and write ``augment.num_samples`` synthetic pairs."""
@@ -88,19 +89,20 @@ def augment(
         device = select_device(common.device)
         dtype = select_precision(common.precision, device)
         seed_everything(common.seed)
-        train = load_split(data / "train", common)
-        val = load_split(data / "val", common, required=False)
+        train = pairs.load_split(data / "train", common.channels, common.num_classes, common.image_size)
+        val = pairs.load_split(data / "val", common.channels, common.num_classes, common.image_size, required=False)
 
         run = build_run(cfg, common, train, device, dtype)
-        checkpointer = Checkpointer(checkpoints / CHECKPOINT_FILE, fingerprint(ctx, run.generator_config, train))
-        if checkpointer.load() is None:  # a fresh run: grids of an earlier one do not belong
-            if checkpointer.path.exists():
-                print(f"augment: {checkpointer.path} was written for other params or data; starting fresh",
-                      file=sys.stderr)
+        checkpointer = CheckpointManager(
+            checkpoints, config_fingerprint(ctx.resolved_config(), run.generator_config, pairs.pairs_digest(train)),
+            config=ctx.resolved_config())
+        found = checkpointer.load()
+        print(f"augment: {found.reason}", file=sys.stderr)
+        if found.checkpoint is None:  # a fresh run: grids of an earlier one do not belong
             shutil.rmtree(checkpoints / "samples", ignore_errors=True)
         grids = SampleGrids(cfg, common, train, device, dtype, run.memory_format, checkpoints / "samples",
                             ctx.tracker)
-        log = BufferedLog(ctx.tracker, cfg.steps, every=max(cfg.sample_interval, cfg.log_interval))
+        log = ctx.tracker.step_log()
 
         started = time.perf_counter()
         history = train_gan(
@@ -111,6 +113,7 @@ def augment(
             constraints=run.constraints,
             on_sample=grids,
             on_event=report_event,
+            progress=progress,
         )
         log.flush()
         train_seconds = time.perf_counter() - started
@@ -151,7 +154,7 @@ def augment(
         first = synthetic[: min(32, len(synthetic))]
         io.write_png(reports / "synthetic_grid.png", render_grid(
             np.stack([p.mask for p in first]), np.stack([p.image for p in first]), common.num_classes))
-        write_history(plots, history.rows)
+        HistoryWriter(plots).write(history.rows)
 
         synth_images = torch.from_numpy(np.stack([p.image for p in synthetic]))
         synth_labels = torch.from_numpy(np.stack([p.mask for p in synthetic]))
@@ -198,31 +201,6 @@ def augment(
 
 
 # -- inputs ----------------------------------------------------------------------------------
-def load_split(folder: Path, common: CommonConfig, required: bool = True) -> pairs.PairTensors | None:
-    if not required and not (folder / pairs.MANIFEST).exists():
-        return None
-    loaded = pairs.load_pairs(folder, common.channels, common.num_classes)
-    height, width = loaded.images.shape[-2:]
-    if (height, width) != (common.image_size, common.image_size):
-        raise DataError(
-            f"{folder}: pairs are {height}x{width} but common.image_size is {common.image_size}; "
-            "re-run the prepare stage (dvc repro prepare)"
-        )
-    if common.num_classes > 1 and int(loaded.masks.max()) >= common.num_classes:
-        raise DataError(f"{folder}: mask label {int(loaded.masks.max())} >= common.num_classes")
-    return loaded
-
-
-def fingerprint(ctx, generator_config: dict, train: pairs.PairTensors) -> str:
-    """Ties a checkpoint to these settings and this data: anything else starts fresh."""
-    settings = ctx.resolved_config()
-    settings["common"].pop("tracking_required", None)
-    digest = hashlib.sha256(json.dumps([settings, generator_config], sort_keys=True, default=str).encode())
-    digest.update(train.images.numpy().tobytes())
-    digest.update(train.masks.numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 @dataclass
 class BuiltRun:
     """Everything train_gan needs, built from the config."""
@@ -256,37 +234,6 @@ def build_run(cfg: AugmentConfig, common: CommonConfig, train: pairs.PairTensors
 
 
 # -- during training -------------------------------------------------------------------------
-class BufferedLog:
-    """The loop's ``log(name, value, step)``: one MLflow batch per step, a progress line now
-    and then."""
-
-    def __init__(self, tracker, total_steps: int, every: int):
-        self.tracker, self.total_steps, self.every = tracker, total_steps, every
-        self.step: int | None = None
-        self.values: dict[str, float] = {}
-        self.started = time.perf_counter()
-
-    def __call__(self, name: str, value: float, step: int) -> None:
-        if self.step is not None and step != self.step:
-            self.flush()
-        self.step = step
-        self.values[name] = value
-
-    def flush(self) -> None:
-        if self.step is None:
-            return
-        self.tracker.log_metrics(self.values, step=self.step)
-        if self.step % self.every == 0 or self.step == self.total_steps:
-            shown = ", ".join(
-                f"{name.removeprefix('gan/')} {self.values[name]:.3f}"
-                for name in ("gan/d_loss", "gan/g_adv", "gan/g_pixel", "gan/d_acc_real", "gan/d_acc_fake")
-                if name in self.values
-            )
-            elapsed = time.perf_counter() - self.started
-            print(f"augment: step {self.step}/{self.total_steps}  {shown}  ({elapsed:.0f} s)", flush=True)
-        self.step, self.values = None, {}
-
-
 def report_event(event: dict) -> None:
     print(
         f"warning: augment: {event['kind']} at step {event['step']} ({event['detail']}); restored step "
@@ -404,11 +351,6 @@ def write_pairs(folder: Path, synthetic, manifest: pd.DataFrame, num_classes: in
         pairs.save_image(folder / "images" / f"{pair_id}.png", np.transpose(pair.image, (1, 2, 0)))
         pairs.save_mask(folder / "masks" / f"{pair_id}.png", pair.mask, num_classes)
     manifest.to_csv(folder / pairs.MANIFEST, index=False)
-
-
-def write_history(path: Path, rows: list[dict]) -> None:
-    frame = pd.DataFrame(rows)
-    io.write_text(path, frame.to_csv(index=False, float_format="%.6g"))
 
 
 def image_quality(cfg: AugmentConfig, common: CommonConfig, real: torch.Tensor, fake: torch.Tensor,

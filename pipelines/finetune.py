@@ -23,7 +23,6 @@ reports, and the model registered as a new version of ``ganseg-unet`` tagged
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -39,20 +38,20 @@ from torch.utils.data import DataLoader
 from ganseg import io
 from ganseg.config.common import CommonConfig
 from ganseg.config.finetune import FinetuneConfig, UnlabeledConfig
-from ganseg.data.pairs import PairTensors, load_images
+from ganseg.data.pairs import PairTensors, load_images, load_split, pairs_digest
 from ganseg.data.provenance import RECORD_KEY, TRAINED_ON_TAG, training_record
 from ganseg.errors import ConfigError, DataError
 from ganseg.finetune.discriminator import build_discriminator
 from ganseg.finetune.losses import SegmentationTask, SemiSupervisedLoss
-from ganseg.finetune.step import AdversarialStep, AdversarialTrainState, UnlabeledBatches
+from ganseg.finetune.step import AdversarialStep, UnlabeledBatches
 from ganseg.gan.build import build_gan_objective, build_stabilisers
 from ganseg.gan.data import mask_channels
-from ganseg.gan.trainer import GanLoss
+from ganseg.gan.losses import GanLoss
 from ganseg.models import build_unet
-from ganseg.models.model_file import read_model_file, save_unet, unet_config_from_dict
+from ganseg.models.model_file import UNET_MODEL_NAME, read_model_file, save_unet, unet_config_from_dict
 from ganseg.runtime import seed_everything, select_device, select_precision
 from ganseg.training import distributed
-from ganseg.training.checkpoint import CheckpointManager, fingerprint
+from ganseg.training.checkpoint import CheckpointManager, TrainState, config_fingerprint
 from ganseg.training.data import EpochSampler, PairDataset, build_augmentation
 from ganseg.training.dice import logits_to_labels
 from ganseg.training.early_stopping import EarlyStopping
@@ -63,13 +62,12 @@ from ganseg.training.losses import SegmentationLoss
 from ganseg.training.optim import build_optimizer, build_scheduler
 from ganseg.training.validation import evaluate_dice, overlay_grid, predict_logits
 from pipelines.stage import DebugOption, ParamsOption, ProgressOption, run_stage
-from pipelines.train import REGISTERED_NAME, data_digest, load_split
 
 app = typer.Typer(help="Fine-tune a trained U-Net adversarially (optionally with unlabeled images).")
 
-# Keys that do not change what is trained: a checkpoint stays resumable across them.
-NOT_FINGERPRINTED = {"common": {"device", "precision", "tracking_required"},
-                     "finetune": {"resume", "num_workers", "overlay_images", "val_batch_size", "channels_last"}}
+# Keys of this stage that do not change what is trained: a checkpoint stays resumable across
+# them (with the common ones of ganseg.training.checkpoint.NOT_FINGERPRINTED).
+NOT_FINGERPRINTED = {"finetune": {"resume", "num_workers", "overlay_images", "val_batch_size", "channels_last"}}
 
 
 @app.callback(invoke_without_command=True)
@@ -125,8 +123,8 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     label = f"finetune[{variant}]"
 
     # -- data: decoded once, kept as uint8 tensors ------------------------------------------
-    train_pairs = load_split(paths["data"] / "train", common)
-    val = load_split(paths["data"] / "val", common)
+    train_pairs = load_split(paths["data"] / "train", common.channels, common.num_classes, common.image_size)
+    val = load_split(paths["data"] / "val", common.channels, common.num_classes, common.image_size)
     labeled, hidden = split_labeled(train_pairs, cfg.unlabeled.labeled_fraction, common.seed)
     pool, pool_source = (
         unlabeled_pool(cfg.unlabeled, paths["unlabeled"], train_pairs, hidden, common)
@@ -177,7 +175,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     scheduler = build_scheduler(g_optimizer, cfg.scheduler, cfg.epochs, cfg.plateau.patience, cfg.plateau.factor)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     early_stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta)
-    state = AdversarialTrainState(
+    state = TrainState(
         modules={"unet": unet, "discriminator": discriminator},
         optimizers={"unet": g_optimizer, "discriminator": d_optimizer},
         schedulers={"unet": scheduler} if scheduler is not None else {},
@@ -192,10 +190,9 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
         unlabeled_batches = UnlabeledBatches(pool, cfg.unlabeled.batch_size or cfg.batch_size, common.seed)
     step = AdversarialStep(
         unet, discriminator, gan_loss, g_optimizer, d_optimizer,
-        step_counter=lambda: state.step,
         scaler=scaler,
         grad_clip=cfg.grad_clip,
-        d_steps=cfg.objective.d_steps_per_g,
+        g_interval=cfg.objective.d_steps_per_g,
         constraints=stabilisers.constraints,
         semi=semi,
         unlabeled=unlabeled_batches,
@@ -208,18 +205,17 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
                              dtype=dtype, batch_size=cfg.val_batch_size, criterion=criterion,
                              memory_format=memory_format)
 
-    def save_best(current: AdversarialTrainState) -> None:
+    def save_best(current: TrainState) -> None:
         save_unet(manager.best_path, unet, common.image_size, {
             "variant": variant, "epoch": current.best_epoch, "val_dice": current.best_metric,
         })
 
     # -- resume, or score the starting model: the bar fine-tuning has to beat ---------------
     resolved = ctx.resolved_config()
-    start_digest = io_sha256(paths["start"])
     manager = CheckpointManager(
         paths["checkpoints"],
-        fingerprint(_fingerprinted(resolved), variant, start_digest,
-                    data_digest(labeled, val), tensor_digest(pool)),
+        config_fingerprint(resolved, variant, io.file_sha256(paths["start"])[:16], pairs_digest(labeled, val, pool),
+                           ignore=NOT_FINGERPRINTED),
         config=resolved,
     )
     found = manager.load() if cfg.resume else None
@@ -235,6 +231,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     start_scores = {k: v for k, v in state.history[0].items() if k.startswith("val/")}
 
     history = HistoryWriter(paths["plots"])
+    log = ctx.tracker.step_log()  # one MLflow batch per epoch
     semi_text = f", {len(pool)} unlabeled ({pool_source})" if pool is not None else ""
     say(f"{label}: {len(labeled)} labelled pairs per epoch{semi_text}, {len(val)} val; discriminator "
         f"{cfg.discriminator.kind}, loss {cfg.objective.loss}; device {device}, precision "
@@ -245,13 +242,14 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
         loader=loader,
         train_step=step,
         validate=validate,
-        log=ctx.tracker.log_metric,
+        log=log,
         checkpoints=manager,
         on_improve=save_best,
         on_epoch_end=lambda current: history.write(current.history),
         progress=progress,
         label=label,
     )
+    log.flush()
 
     # -- outputs: the best epoch, or the starting weights when nothing beat them -------------
     kept_start = state.best_epoch == 0
@@ -313,7 +311,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     example = val.images[:1].float().div(255.0)
     version = tracker.log_model(
         unet.to("cpu").eval(),
-        registered_name=REGISTERED_NAME,
+        registered_name=UNET_MODEL_NAME,
         weights_file=model_path,
         config_file=config_path,
         input_example=example.numpy(),
@@ -323,7 +321,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
               TRAINED_ON_TAG: trained_on["digest"]},
     )
     manager.clear()
-    registered = f"; registered {REGISTERED_NAME} v{version}" if version else ""
+    registered = f"; registered {UNET_MODEL_NAME} v{version}" if version else ""
     outcome = (f"kept the starting weights (no epoch beat {start_scores['val/dice']:.4f})" if kept_start
                else f"best epoch {state.best_epoch}/{state.epoch}")
     print(f"{label}: val Dice {start_scores['val/dice']:.4f} -> {final['val/dice']:.4f}, {outcome}, "
@@ -391,16 +389,3 @@ def check_start_model(path: Path, model_file: dict, unet_config, common: CommonC
                         f"{common.image_size}; retrain it (dvc repro train)")
 
 
-def io_sha256(path: Path) -> str:
-    return io.file_sha256(path)[:16]
-
-
-def tensor_digest(images: torch.Tensor | None) -> str:
-    if images is None:
-        return "none"
-    return hashlib.sha256(images.numpy().tobytes()).hexdigest()[:16]
-
-
-def _fingerprinted(resolved: dict) -> dict:
-    return {block: {k: v for k, v in values.items() if k not in NOT_FINGERPRINTED.get(block, set())}
-            for block, values in resolved.items()}

@@ -22,8 +22,6 @@ Data parallel: ``torchrun --nproc_per_node=N -m pipelines train ...``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import sys
 import time
@@ -39,15 +37,15 @@ from torch.utils.data import DataLoader
 from ganseg import io
 from ganseg.config.common import CommonConfig
 from ganseg.config.train import TrainConfig
-from ganseg.data.pairs import PairTensors, load_pairs
+from ganseg.data.pairs import PairTensors, load_split, pairs_digest
 from ganseg.data.provenance import RECORD_KEY, TRAINED_ON_TAG, training_record
 from ganseg.errors import DataError
 from ganseg.models import UNetConfig, build_unet
-from ganseg.models.model_file import bare_module, read_model_file, save_unet
+from ganseg.models.model_file import UNET_MODEL_NAME, bare_module, read_model_file, save_unet
 from ganseg.models.pretrained import find_pretrained, read_state_dict
 from ganseg.runtime import seed_everything, select_device, select_precision
 from ganseg.training import distributed
-from ganseg.training.checkpoint import CheckpointManager, TrainState, fingerprint
+from ganseg.training.checkpoint import CheckpointManager, TrainState, config_fingerprint
 from ganseg.training.data import EpochSampler, PairDataset, build_augmentation
 from ganseg.training.dice import logits_to_labels
 from ganseg.training.early_stopping import EarlyStopping
@@ -61,10 +59,9 @@ from pipelines.stage import DebugOption, ParamsOption, ProgressOption, run_stage
 
 app = typer.Typer(help="Train the U-Net on the prepared pairs (plus synthetic pairs with --synthetic).")
 
-REGISTERED_NAME = "ganseg-unet"
-# Keys that do not change what is trained: a checkpoint stays resumable across them.
-NOT_FINGERPRINTED = {"common": {"device", "precision", "tracking_required"},
-                     "train": {"resume", "num_workers", "overlay_images", "val_batch_size", "compile",
+# Keys of this stage that do not change what is trained: a checkpoint stays resumable across
+# them (with the common ones of ganseg.training.checkpoint.NOT_FINGERPRINTED).
+NOT_FINGERPRINTED = {"train": {"resume", "num_workers", "overlay_images", "val_batch_size", "compile",
                                "channels_last", "cudnn_benchmark"}}
 
 
@@ -119,8 +116,8 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     say = (lambda text: print(text, file=sys.stderr)) if info.is_main else (lambda text: None)
 
     # -- data: decoded once, kept as uint8 tensors ------------------------------------------
-    real = load_split(data / "train", common)
-    val = load_split(data / "val", common)
+    real = load_split(data / "train", common.channels, common.num_classes, common.image_size)
+    val = load_split(data / "val", common.channels, common.num_classes, common.image_size)
     # Which real images shape this model (the synthetic pairs are painted from the same training
     # images): stored with it, so that it is never scored on them (ganseg.data.provenance).
     trained_on = training_record({"train": data / "train", "val": data / "val"})
@@ -175,7 +172,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     resolved = ctx.resolved_config()
     manager = CheckpointManager(
         checkpoint_dir,
-        fingerprint(_fingerprinted(resolved), variant, data_digest(real, val, pool)),
+        config_fingerprint(resolved, variant, pairs_digest(real, val, pool), ignore=NOT_FINGERPRINTED),
         config=resolved,
     )
     if cfg.resume:
@@ -199,12 +196,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         })
 
     history = HistoryWriter(plots)
-    epoch_metrics: dict[str, float] = {}  # sent to MLflow in one batch per epoch
-
-    def end_epoch(current: TrainState) -> None:
-        history.write(current.history)
-        ctx.tracker.log_metrics(epoch_metrics, step=current.epoch)
-        epoch_metrics.clear()
+    log = ctx.tracker.step_log()  # one MLflow batch per epoch
 
     mix = f" + {sampler.synthetic_per_epoch} synthetic (pool {len(pool)})" if mixed else ""
     say(f"train[{variant}]: {len(real)} real{mix} pairs per epoch, {len(val)} val; device {device}, "
@@ -216,14 +208,15 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         loader=loader,
         train_step=step,
         validate=validate,
-        log=lambda name, value, epoch: epoch_metrics.__setitem__(name, value),
+        log=log,
         checkpoints=manager if info.is_main else None,
         on_improve=save_best,
-        on_epoch_end=end_epoch,
+        on_epoch_end=lambda current: history.write(current.history),
         dist_info=info,
         progress=progress,
         label=f"train[{variant}]",
     )
+    log.flush()
     if not info.is_main:
         distributed.barrier()
         return
@@ -274,7 +267,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     example = val.images[:1].float().div(255.0)
     version = tracker.log_model(
         bare_module(model).to("cpu").eval(),
-        registered_name=REGISTERED_NAME,
+        registered_name=UNET_MODEL_NAME,
         weights_file=model_path,
         config_file=config_path,
         input_example=example.numpy(),
@@ -283,32 +276,13 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
               TRAINED_ON_TAG: trained_on["digest"]},
     )
     manager.clear()
-    registered = f"; registered {REGISTERED_NAME} v{version}" if version else ""
+    registered = f"; registered {UNET_MODEL_NAME} v{version}" if version else ""
     print(f"train[{variant}]: val Dice {final['val/dice']:.4f} (epoch {state.best_epoch}/{state.epoch}"
           f"{', stopped early' if state.stopped_early else ''}) in {wall:.0f}s -> {model_path}{registered}")
     distributed.barrier()
 
 
 # -- helpers -------------------------------------------------------------------------------
-def load_split(folder: Path, common: CommonConfig) -> PairTensors:
-    pairs = load_pairs(folder, common.channels, common.num_classes)
-    check_pairs(pairs, folder, common)
-    return pairs
-
-
-def check_pairs(pairs: PairTensors, folder: Path, common: CommonConfig) -> None:
-    side = tuple(pairs.images.shape[-2:])
-    if side != (common.image_size, common.image_size):
-        raise DataError(
-            f"{folder}: images are {side[0]}x{side[1]} but common.image_size is {common.image_size} "
-            "(re-run the stage that wrote them: dvc repro)"
-        )
-    top = int(pairs.masks.max())
-    limit = 1 if common.num_classes == 1 else common.num_classes - 1
-    if top > limit:
-        raise DataError(f"{folder}: mask label {top} exceeds common.num_classes={common.num_classes}")
-
-
 def load_synthetic(folder: Path | None, ratio: float, common: CommonConfig, say) -> PairTensors | None:
     """The synthetic pool, or None (no folder, or ``synthetic_ratio`` 0)."""
     if folder is None:
@@ -321,9 +295,7 @@ def load_synthetic(folder: Path | None, ratio: float, common: CommonConfig, say)
             f"{folder}: no synthetic pairs (manifest.csv missing); run the augment stage "
             "(dvc repro augment) or set train.synthetic_ratio: 0"
         )
-    pool = load_pairs(folder, common.channels, common.num_classes)
-    check_pairs(pool, folder, common)
-    return pool
+    return load_split(folder, common.channels, common.num_classes, common.image_size)
 
 
 def load_pretrained(model: torch.nn.Module, cfg: TrainConfig, say) -> None:
@@ -334,21 +306,3 @@ def load_pretrained(model: torch.nn.Module, cfg: TrainConfig, say) -> None:
         return
     model.load_encoder_state(read_state_dict(path))
     say(f"train: encoder initialised from {path}")
-
-
-def data_digest(*parts: PairTensors | None) -> str:
-    digest = hashlib.sha256()
-    for pairs in parts:
-        if pairs is None:
-            digest.update(b"none")
-            continue
-        digest.update(json.dumps(pairs.ids).encode())
-        digest.update(pairs.images.numpy().tobytes())
-        digest.update(pairs.masks.numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _fingerprinted(resolved: dict) -> dict:
-    return {block: {k: v for k, v in values.items() if k not in NOT_FINGERPRINTED.get(block, set())}
-            for block, values in resolved.items()}
-

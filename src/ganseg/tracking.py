@@ -254,8 +254,11 @@ class StageRun:
             self._call("log_batch", self.run_id, params=items[start : start + 100])
 
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:
-        """The ``log(name, value, step)`` callable that training loops receive."""
         self._call("log_metric", self.run_id, name, float(value), step=step or 0)
+
+    def step_log(self) -> StepLog:
+        """The ``log(name, value, step)`` callable every training loop receives."""
+        return StepLog(self)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         from mlflow.entities import Metric
@@ -319,6 +322,28 @@ class StageRun:
             return version
 
         return self._call(_log)
+
+
+class StepLog:
+    """``log(name, value, step)`` for the training loops: the values of one step reach MLflow
+    as one batch (a loop logs a whole row at a time), sent when the step changes and on
+    :meth:`flush`. The one path by which trainers log metrics."""
+
+    def __init__(self, run: StageRun):
+        self.run = run
+        self.step: int | None = None
+        self.values: dict[str, float] = {}
+
+    def __call__(self, name: str, value: float, step: int) -> None:
+        if self.step is not None and step != self.step:
+            self.flush()
+        self.step = step
+        self.values[name] = float(value)
+
+    def flush(self) -> None:
+        if self.step is not None and self.values:
+            self.run.log_metrics(self.values, step=self.step)
+        self.step, self.values = None, {}
 
 
 def _torch_version() -> str:

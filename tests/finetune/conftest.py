@@ -11,7 +11,7 @@ from ganseg.finetune.discriminator import build_discriminator
 from ganseg.finetune.losses import SegmentationTask, SemiSupervisedLoss
 from ganseg.finetune.step import AdversarialStep, UnlabeledBatches
 from ganseg.gan.build import build_gan_objective, build_stabilisers
-from ganseg.gan.trainer import GanLoss
+from ganseg.gan.losses import GanLoss
 from ganseg.models import UNetConfig, build_unet
 from ganseg.training.losses import SegmentationLoss
 
@@ -69,7 +69,6 @@ def build_step(
         stabilisers.pool,
         adversarial_weight=adv_weight,
     )
-    counter = counter if counter is not None else [0]
     semi = SemiSupervisedLoss(gan_loss, confidence_threshold=threshold) if unlabeled is not None else None
     step = AdversarialStep(
         unet,
@@ -77,9 +76,8 @@ def build_step(
         gan_loss,
         torch.optim.Adam(unet.parameters(), lr=1e-3),
         torch.optim.Adam(discriminator.parameters(), lr=1e-3),
-        step_counter=lambda: counter[0],
         grad_clip=1.0,
-        d_steps=objective.d_steps_per_g,
+        g_interval=objective.d_steps_per_g,
         constraints=stabilisers.constraints,
         semi=semi,
         unlabeled=UnlabeledBatches(unlabeled, 3, seed=0) if unlabeled is not None else None,

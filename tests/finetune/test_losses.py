@@ -13,8 +13,7 @@ from ganseg.finetune.losses import (
     self_training_loss,
     soft_masks,
 )
-from ganseg.gan.losses import build_objective
-from ganseg.gan.trainer import GanLoss
+from ganseg.gan.losses import GanLoss, HingeLoss, LeastSquaresLoss, NonSaturatingLoss, build_objective
 from ganseg.training.losses import SegmentationLoss
 from tests.finetune.conftest import tiny_batch, tiny_unet
 
@@ -60,12 +59,12 @@ def test_pair_inputs_concatenates_on_channels():
 
 def test_confidence_follows_each_objective_and_upsamples_patches():
     patch_logits = torch.tensor([[[[-1.0, 0.0], [0.3, 1.0]]]])  # (1, 1, 2, 2)
-    bce = confidence_map("bce", patch_logits, (2, 2))
+    bce = confidence_map(NonSaturatingLoss(), patch_logits, (2, 2))
     assert torch.allclose(bce, torch.sigmoid(patch_logits[:, 0]))
     assert bce[0, 0, 1].item() == 0.5
-    assert torch.allclose(confidence_map("hinge", patch_logits, (2, 2))[0], torch.tensor([[0.0, 0.5], [0.65, 1.0]]))
-    assert torch.allclose(confidence_map("lsgan", patch_logits, (2, 2))[0], torch.tensor([[0.0, 0.0], [0.3, 1.0]]))
-    up = confidence_map("bce", patch_logits, (16, 16))
+    assert torch.allclose(confidence_map(HingeLoss(), patch_logits, (2, 2))[0], torch.tensor([[0.0, 0.5], [0.65, 1.0]]))
+    assert torch.allclose(confidence_map(LeastSquaresLoss(), patch_logits, (2, 2))[0], torch.tensor([[0.0, 0.0], [0.3, 1.0]]))
+    up = confidence_map(NonSaturatingLoss(), patch_logits, (16, 16))
     assert up.shape == (1, 16, 16)
     assert up[0, 0, 0] < 0.3 and up[0, -1, -1] > 0.7  # corners keep their patch's verdict
 

@@ -19,7 +19,9 @@ from ganseg.gan.build import (
 )
 from ganseg.gan.data import PairSampler
 from ganseg.gan.ema import Ema
-from ganseg.gan.trainer import Checkpointer, GanLoss, GanParts
+from ganseg.gan.losses import GanLoss
+from ganseg.gan.trainer import GanParts
+from ganseg.training.checkpoint import CheckpointManager
 
 SIZE = 32
 
@@ -76,7 +78,7 @@ class TinyRun:
         self.parts = GanParts(nets.generator, nets.discriminator, self.g_opt, self.d_opt,
                               Ema(nets.generator, cfg.ema_decay))
         self.sampler = PairSampler(images, labels, num_classes, cfg.batch_size, seed, torch.device("cpu"))
-        self.checkpointer = Checkpointer(Path(folder) / "gan.pt", "test")
+        self.checkpointer = CheckpointManager(Path(folder) / "checkpoints", "test")
         self.logged: list[tuple[str, float, int]] = []
 
     def log(self, name: str, value: float, step: int) -> None:

@@ -10,7 +10,8 @@ import torch
 
 from ganseg.gan.build import build_loop_settings
 from ganseg.gan.losses import NonSaturatingLoss
-from ganseg.gan.trainer import Checkpointer, GanDivergedError, build_phases, train_gan
+from ganseg.gan.trainer import GanDivergedError, build_phases, train_gan
+from ganseg.training.checkpoint import CheckpointManager
 
 from .conftest import TinyRun, tiny_config
 
@@ -162,7 +163,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
                   kill_at_step_5, constraints=first.stabilisers.constraints)
     second = TinyRun(cfg, tmp_path / "resumed", seed=123)  # fresh process: other random init
     history = train(second)
-    assert history.resumed_from == 4
+    assert history.resumed_from == 6  # step 6 was checkpointed before its row was logged
     assert [row["step"] for row in history.rows] == [2, 4, 6, 8]
     for a, b in zip(straight.parts.ema.model.state_dict().values(), second.parts.ema.model.state_dict().values()):
         assert torch.equal(a, b)
@@ -173,9 +174,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 def test_checkpoint_of_other_settings_is_ignored(tmp_path, tiny_run):
     run = tiny_run()
     train(run)
-    other = Checkpointer(run.checkpointer.path, "another fingerprint")
-    assert other.load() is None and other.stale()
-    assert run.checkpointer.load()["step"] == 6
+    other = CheckpointManager(run.checkpointer.folder, "another fingerprint")
+    assert other.load().checkpoint is None and "other params or data" in other.load().reason
+    assert run.checkpointer.load().checkpoint["state"]["step"] == 6
 
 
 def test_sample_callback_sees_the_ema_generator_at_each_interval(tiny_run):

@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ganseg.data import pairs
-from pipelines import augment as augment_stage
+from ganseg.tracking import StepLog
 from pipelines.__main__ import app
 from tests.gan.conftest import toy_pairs
 from tests.helpers import write_params
@@ -131,21 +131,21 @@ def test_rerun_after_a_kill_resumes_and_matches_an_uninterrupted_run(tmp_path, m
     assert run_augment(straight, TINY).exit_code == 0
 
     monkeypatch.chdir(killed)
-    original = augment_stage.BufferedLog.__call__
+    original = StepLog.__call__
 
     def interrupt_at_step_4(self, name, value, step):
         if step >= 4:
             raise KeyboardInterrupt("signal 15")
         original(self, name, value, step)
 
-    monkeypatch.setattr(augment_stage.BufferedLog, "__call__", interrupt_at_step_4)
+    monkeypatch.setattr(StepLog, "__call__", interrupt_at_step_4)
     result = run_augment(killed, TINY)
     assert result.exit_code == 130 and "interrupted" in result.stderr
     assert not (killed / "synthetic").exists()  # nothing half-written
-    monkeypatch.setattr(augment_stage.BufferedLog, "__call__", original)
+    monkeypatch.setattr(StepLog, "__call__", original)
     result = run_augment(killed, TINY)
     assert result.exit_code == 0, result.output
-    assert "resumed from step 2 of 6" in result.output  # the last checkpoint before the kill
+    assert "resumed from step 4 of 6" in result.output  # checkpointed before step 4's row was logged
 
     a = json.loads((straight / "models" / "generator.json").read_text())["weights_sha256"]
     b = json.loads((killed / "models" / "generator.json").read_text())["weights_sha256"]
@@ -153,7 +153,7 @@ def test_rerun_after_a_kill_resumes_and_matches_an_uninterrupted_run(tmp_path, m
     uninterrupted = torch.load(straight / "models" / "generator.pt", weights_only=True)
     resumed = torch.load(killed / "models" / "generator.pt", weights_only=True)
     difference = max(float((uninterrupted[k].double() - resumed[k].double()).abs().max()) for k in uninterrupted)
-    print(f"\naugment, 6 steps straight vs killed at step 4 and resumed from step 2: "
+    print(f"\naugment, 6 steps straight vs killed at step 4 and resumed from step 4: "
           f"max abs parameter difference {difference} over {len(uninterrupted)} tensors")
     assert difference == 0.0
     assert not (killed / "checkpoints").exists()  # removed once the outputs were written
@@ -168,7 +168,7 @@ def test_rerun_after_a_kill_resumes_and_matches_an_uninterrupted_run(tmp_path, m
 def test_changed_params_start_fresh(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     prepared(tmp_path / "prepared")
-    original = augment_stage.BufferedLog.__call__
+    original = StepLog.__call__
 
     def interrupt_at_step_4(self, name, value, step):
         if step >= 4:
@@ -176,11 +176,12 @@ def test_changed_params_start_fresh(tmp_path, monkeypatch):
         original(self, name, value, step)
 
     with monkeypatch.context() as patch:
-        patch.setattr(augment_stage.BufferedLog, "__call__", interrupt_at_step_4)
-        assert run_augment(tmp_path, TINY).exit_code == 130  # leaves the checkpoint of step 2
-    assert (tmp_path / "checkpoints" / "gan.pt").exists()
+        patch.setattr(StepLog, "__call__", interrupt_at_step_4)
+        assert run_augment(tmp_path, TINY).exit_code == 130  # leaves the checkpoint of step 4
+    assert (tmp_path / "checkpoints" / "last.pt").exists()
     result = run_augment(tmp_path, {**TINY, "lr_d": 0.0001})
-    assert result.exit_code == 0 and "written for other params or data; starting fresh" in result.stderr
+    assert result.exit_code == 0 and "written for other params or data" in result.stderr
+    assert "starting fresh" in result.stderr
     assert json.loads((tmp_path / "metrics.json").read_text())["steps_run"] == 6
 
 
@@ -216,7 +217,7 @@ def test_pairs_of_another_size_are_a_one_line_error(tmp_path, monkeypatch):
     prepared(tmp_path / "prepared")
     result = run_augment(tmp_path, TINY, common={"image_size": 64})
     assert result.exit_code == 1
-    assert "pairs are 32x32 but common.image_size is 64; re-run the prepare stage" in error_line(result)
+    assert "train: images are 32x32 but common.image_size is 64 (re-run the stage that wrote them" in error_line(result)
 
 
 def test_missing_prepared_data_is_a_one_line_error(tmp_path, monkeypatch):

@@ -114,6 +114,6 @@ def test_plateau_scheduler_is_stepped_with_the_metric(kind):
 
     scheduler = build_scheduler(optimizer, kind, epochs=10, plateau_patience=0, plateau_factor=0.5)
     state = TrainState(modules={"m": model}, optimizers={"m": optimizer}, schedulers={"m": scheduler})
-    fit(state, epochs=3, loader=[(torch.zeros(1, 1, 2, 2),)], train_step=lambda batch: {"train/loss": 0.0},
+    fit(state, epochs=3, loader=[(torch.zeros(1, 1, 2, 2),)], train_step=lambda batch, step: {"train/loss": 0.0},
         validate=lambda: {"val/dice": 0.5}, progress=False)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.25)  # no gain after epoch 1: halved twice

@@ -102,6 +102,46 @@ def load_pairs(folder: Path, channels: int, num_classes: int) -> PairTensors:
     return PairTensors(ids=manifest["pair_id"].tolist(), images=image_tensor, masks=mask_tensor)
 
 
+def load_split(folder: Path, channels: int, num_classes: int, image_size: int, required: bool = True
+               ) -> PairTensors | None:
+    """A prepared pair folder, checked against the run's image size and classes; None when it
+    is absent and not ``required``. Every stage that trains loads its splits through this."""
+    folder = Path(folder)
+    if not required and not (folder / MANIFEST).exists():
+        return None
+    loaded = load_pairs(folder, channels, num_classes)
+    height, width = loaded.images.shape[-2:]
+    if (height, width) != (image_size, image_size):
+        raise DataError(
+            f"{folder}: images are {height}x{width} but common.image_size is {image_size} "
+            "(re-run the stage that wrote them: dvc repro)"
+        )
+    top = int(loaded.masks.max())
+    limit = 1 if num_classes == 1 else num_classes - 1
+    if top > limit:
+        raise DataError(f"{folder}: mask label {top} exceeds common.num_classes={num_classes}")
+    return loaded
+
+
+def pairs_digest(*parts: PairTensors | torch.Tensor | None) -> str:
+    """A short hash of pair sets (ids, pixels, labels) or image tensors: what a checkpoint's
+    fingerprint needs to know the data did not change."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for part in parts:
+        if part is None:
+            digest.update(b"none")
+        elif isinstance(part, torch.Tensor):
+            digest.update(part.numpy().tobytes())
+        else:
+            digest.update(json.dumps(part.ids).encode())
+            digest.update(part.images.numpy().tobytes())
+            digest.update(part.masks.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def load_images(folder: Path, channels: int) -> tuple[list[str], torch.Tensor]:
     """Images only (an unlabeled folder): ids and (N, C, H, W) uint8."""
     manifest = read_manifest(folder)

@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganseg.gan.data import encode_masks
-from ganseg.gan.losses import Stats
-from ganseg.gan.trainer import GanLoss
+from ganseg.gan.losses import GanLoss, GanObjective, Stats
 from ganseg.training.dice import logits_to_labels
 from ganseg.training.losses import SegmentationLoss
 
@@ -79,24 +78,16 @@ class SegmentationTask:
         return self.seg_weight * loss, {f"train/{name}": value for name, value in stats.items()}
 
 
-def confidence_map(objective: str, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def confidence_map(objective: GanObjective, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Discriminator logits (B, 1, h, w) -> confidence in [0, 1] per pixel, (B, H, W).
 
-    A patch map is up-sampled bilinearly to ``size``. The squashing follows each objective's
-    targets, so that 0.5 is its decision boundary: ``bce`` sigmoid (the probability "real"),
-    ``lsgan`` clamp to [0, 1] (targets 0 and 1), ``hinge`` (x + 1) / 2 clamped (margins -1
-    and +1). A Wasserstein critic has no absolute scale: its sigmoid is used, uncalibrated.
+    A patch map is up-sampled bilinearly to ``size``, then squashed by the objective's own
+    :meth:`~ganseg.gan.losses.GanObjective.confidence` (0.5 at its decision boundary).
     """
     logits = logits.float()
     if tuple(logits.shape[-2:]) != tuple(size):
         logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
-    if objective == "lsgan":
-        confidence = logits.clamp(0, 1)
-    elif objective == "hinge":
-        confidence = ((logits + 1) / 2).clamp(0, 1)
-    else:
-        confidence = torch.sigmoid(logits)
-    return confidence[:, 0]  # (B, H, W)
+    return objective.confidence(logits)[:, 0]  # (B, H, W)
 
 
 def self_training_loss(logits: torch.Tensor, trusted: torch.Tensor) -> torch.Tensor:
@@ -137,7 +128,7 @@ class SemiSupervisedLoss:
             fake_inputs = task.fake_inputs(LabeledBatch(images, None), logits)
             d_logits = self.gan_loss.judge(discriminator, fake_inputs, step)  # (B, 1, h, w)
         adversarial, _ = self.gan_loss.objective.g_loss(d_logits)
-        confidence = confidence_map(self.gan_loss.objective.name, d_logits.detach(), images.shape[-2:])
+        confidence = confidence_map(self.gan_loss.objective, d_logits.detach(), images.shape[-2:])
         trusted = confidence > self.confidence_threshold  # (B, H, W)
         self_training = self_training_loss(logits, trusted)
         loss = self.adv_weight * adversarial + self.self_training_weight * self_training

@@ -18,20 +18,32 @@ do not (a gradient penalty weight of 10 assumes the WGAN-GP form).
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:  # annotations only: tasks and regularisers import this module's Stats
+    from ganseg.gan.pool import ImagePool
+    from ganseg.gan.regularisers import InstanceNoise, Penalty
+    from ganseg.gan.tasks import GanTask
 
 Stats = dict[str, torch.Tensor]
 
 
 class GanObjective(Protocol):
     name: str
+    smoothing: bool  # whether it takes ``label_smoothing`` (it has targets to smooth)
 
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]: ...
 
     def g_loss(self, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]: ...
+
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits -> [0, 1] with 0.5 at the decision boundary: how sure D is an input is real."""
+        ...
 
 
 def _d_stats(
@@ -59,6 +71,7 @@ class NonSaturatingLoss:
     """
 
     name = "bce"
+    smoothing = True
 
     def __init__(self, label_smoothing: float = 0.0):
         self.real_target = 1.0 - label_smoothing
@@ -75,11 +88,15 @@ class NonSaturatingLoss:
         loss = F.softplus(-fake_logits.float()).mean()  # -log sigmoid(D(G(z)))
         return loss, {"g_adv": loss.detach()}
 
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits)  # the probability "real"
+
 
 class LeastSquaresLoss:
     """LSGAN (Mao 2017): targets real = 1 (or ``1 - s`` smoothed), fake = 0; threshold 0.5."""
 
     name = "lsgan"
+    smoothing = True
 
     def __init__(self, label_smoothing: float = 0.0):
         self.real_target = 1.0 - label_smoothing
@@ -95,11 +112,18 @@ class LeastSquaresLoss:
         loss = 0.5 * (fake_logits.float() - 1.0).square().mean()
         return loss, {"g_adv": loss.detach()}
 
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.clamp(0, 1)  # targets 0 and 1
+
 
 class HingeLoss:
     """Hinge loss (Lim & Ye 2017; SAGAN, BigGAN): margins at +-1; threshold 0."""
 
     name = "hinge"
+    smoothing = False
+
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        return ((logits + 1) / 2).clamp(0, 1)  # margins -1 and +1
 
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         real, fake = real_logits.float(), fake_logits.float()
@@ -124,6 +148,10 @@ class WassersteinLoss:
     """
 
     name = "wgan"
+    smoothing = False
+
+    def confidence(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits)  # a critic has no absolute scale: uncalibrated
 
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         real, fake = real_logits.float(), fake_logits.float()
@@ -139,6 +167,8 @@ class WassersteinLoss:
         return loss, {"g_adv": loss.detach()}
 
 
+# name -> class: a new objective is one class above plus its entry here and its name in the
+# ``loss`` literal of ganseg.config.augment.GanObjectiveConfig.
 OBJECTIVES = {
     "bce": NonSaturatingLoss,
     "lsgan": LeastSquaresLoss,
@@ -153,7 +183,7 @@ def build_objective(loss: str, label_smoothing: float = 0.0) -> GanObjective:
     if loss not in OBJECTIVES:
         raise ValueError(f"unknown GAN loss {loss!r}; expected one of {sorted(OBJECTIVES)}")
     cls = OBJECTIVES[loss]
-    if cls in (NonSaturatingLoss, LeastSquaresLoss):
+    if cls.smoothing:
         return cls(label_smoothing)
     if label_smoothing:
         raise ValueError(f"label smoothing applies to bce and lsgan, not {loss}")
@@ -169,3 +199,95 @@ class PixelLoss:
     def __call__(self, fake: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         l1 = (fake.float() - target.float()).abs().mean()
         return self.weight * l1, {"g_pixel": l1.detach()}
+
+
+# -- objective + task + stabilisers: the terms the phases call ---------------------------------
+@dataclass
+class StepInputs:
+    """What one iteration's phases share: the batch, the generator's output, both stacks."""
+
+    step: int
+    batch: Any
+    generated: torch.Tensor
+    real_inputs: torch.Tensor
+    fake_inputs: torch.Tensor
+
+
+class GanLoss:
+    """Objective + task + stabilisers: the loss terms of the phases (``ganseg.training.phases``).
+
+    ``d_main``, ``g_main`` and ``penalty_term(p)`` are terms ``(judge, inputs) -> (loss, stats)``.
+    Instance noise (when given) is added to every discriminator input; the image pool (when
+    given) replaces part of the fakes the discriminator trains on. The task says what the
+    generator makes and what the discriminator sees (``ganseg.gan.tasks``: mask -> image,
+    noise -> pair; ``ganseg.finetune.losses.SegmentationTask``: image -> mask).
+    """
+
+    def __init__(
+        self,
+        task: GanTask,
+        objective: GanObjective,
+        penalties: list[Penalty] = (),
+        instance_noise: InstanceNoise | None = None,
+        pool: ImagePool | None = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        adversarial_weight: float = 1.0,
+    ):
+        self.task, self.objective = task, objective
+        self.penalties = list(penalties)
+        self.instance_noise, self.pool = instance_noise, pool
+        self.device, self.dtype = device or torch.device("cpu"), dtype
+        self.adversarial_weight = adversarial_weight
+        self.pool_generator = torch.Generator().manual_seed(0)
+
+    def autocast(self):
+        from ganseg.runtime import autocast
+
+        return autocast(self.device, self.dtype)
+
+    def judge(self, discriminator: nn.Module, inputs: torch.Tensor, step: int) -> torch.Tensor:
+        if self.instance_noise is not None:
+            inputs = self.instance_noise(inputs, step)
+        return discriminator(inputs)
+
+    def prepare(self, generator: nn.Module, batch: Any, step: int, grad: bool) -> StepInputs:
+        """Run the generator once; ``grad`` keeps its graph for a G phase later this step."""
+        generator.requires_grad_(grad)
+        with torch.set_grad_enabled(grad), self.autocast():
+            generated = self.task.generate(generator, batch)
+            fake_inputs = self.task.fake_inputs(batch, generated)
+        return StepInputs(step, batch, generated, self.task.real_inputs(batch), fake_inputs)
+
+    def d_main(self, discriminator: nn.Module, inputs: StepInputs) -> tuple[torch.Tensor, Stats]:
+        fakes = inputs.fake_inputs.detach()
+        if self.pool is not None:
+            fakes = self.pool.query(fakes, self.pool_generator)
+        with self.autocast():
+            real_logits = self.judge(discriminator, inputs.real_inputs, inputs.step)
+            fake_logits = self.judge(discriminator, fakes, inputs.step)
+        return self.objective.d_loss(real_logits, fake_logits)
+
+    def g_main(self, discriminator: nn.Module, inputs: StepInputs) -> tuple[torch.Tensor, Stats]:
+        with self.autocast():
+            fake_logits = self.judge(discriminator, inputs.fake_inputs, inputs.step)
+        adversarial, stats = self.objective.g_loss(fake_logits)
+        task_loss, task_stats = self.task.generator_loss(inputs.batch, inputs.generated)
+        loss = self.adversarial_weight * adversarial + task_loss
+        return loss, {**stats, **task_stats, "g_loss": loss.detach()}
+
+    def penalty_term(self, penalty: Penalty, gain: float = 1.0):
+        def term(discriminator: nn.Module, inputs: StepInputs) -> tuple[torch.Tensor, Stats]:
+            loss, stats = penalty(discriminator, inputs.real_inputs, inputs.fake_inputs)
+            return gain * loss, stats
+
+        return term
+
+    def state_dict(self) -> dict:
+        return {"pool": self.pool.state_dict() if self.pool else None,
+                "pool_generator": self.pool_generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.pool is not None and state.get("pool") is not None:
+            self.pool.load_state_dict(state["pool"])
+        self.pool_generator.set_state(state["pool_generator"])

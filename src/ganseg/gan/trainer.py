@@ -1,24 +1,19 @@
-"""The GAN training loop: it sequences phases as data and guards against divergence.
+"""GAN training: its phases, its divergence guard, run by the one training loop.
 
-One iteration draws a batch, runs the generator once, then runs each due phase::
+One iteration draws a batch, runs the generator once, then each due phase
+(:mod:`ganseg.training.phases`)::
 
     D        discriminator: objective.d_loss + every penalty with interval 1, one step
     Dreg/x   discriminator: a lazy penalty (interval k > 1), scaled by k, one step
     G        generator: objective.g_loss + the task's own loss, every ``g_interval`` steps
 
-A phase is a module, its optimizer, a list of loss terms and an interval; the loop never asks
-which loss or which regulariser it runs. Constraints (weight clipping) follow a phase's
-step; the EMA generator follows each G step.
-
-Stats are kept as device tensors and averaged over ``log_interval`` steps, so the loop syncs
-with the device once per interval. At each interval the divergence guard checks the means:
-a NaN/inf loss, or a discriminator that separates real from fake almost perfectly for
-``collapse_window`` steps, restores the last checkpoint (saved only after a clean interval),
-multiplies both learning rates by ``lr_factor`` and carries on; after ``max_restarts`` such
-events it raises :class:`GanDivergedError`.
-
-The loop receives built objects and ``log(name, value, step)``; it reads no params and writes
-only through its :class:`Checkpointer`.
+Constraints (weight clipping) follow a D phase's step; the EMA generator follows each G step.
+:func:`train_gan` hands this to :func:`ganseg.training.loop.run_steps` with one interval per
+``log_interval`` steps. At each interval the divergence guard reads the mean stats: a NaN/inf
+loss, or a discriminator that separates real from fake almost perfectly for
+``collapse_window`` steps, sends the run back to its last checkpoint (saved only with finite
+weights), multiplies both learning rates by ``lr_factor`` and carries on; after
+``max_restarts`` such events it raises :class:`GanDivergedError`.
 """
 
 from __future__ import annotations
@@ -26,133 +21,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ganseg import io
 from ganseg.errors import GansegError
-from ganseg.gan.data import Batch, PairSampler
+from ganseg.gan.data import PairSampler
 from ganseg.gan.ema import Ema
-from ganseg.gan.losses import GanObjective, Stats
-from ganseg.gan.pool import ImagePool
-from ganseg.gan.regularisers import InstanceNoise, Penalty
-from ganseg.gan.tasks import GanTask
-from ganseg.runtime import autocast
-
-LogFn = Callable[[str, float, int], None]
+from ganseg.gan.losses import GanLoss
+from ganseg.training.checkpoint import CheckpointManager, TrainState
+from ganseg.training.loop import IntervalInfo, LogFn, Restore, RestoreFailed, resume, run_steps
+from ganseg.training.phases import Phase, Stats, run_phases
 
 
 class GanDivergedError(GansegError):
     """Training kept diverging after every allowed restart."""
-
-
-# -- the loss interface ---------------------------------------------------------------------
-@dataclass
-class StepInputs:
-    """What one iteration's phases share: the batch, the generator's output, both stacks."""
-
-    step: int
-    batch: Batch
-    generated: torch.Tensor
-    real_inputs: torch.Tensor
-    fake_inputs: torch.Tensor
-
-
-class GanLoss:
-    """Objective + task + stabilisers: the loss terms the phases call.
-
-    ``d_main``, ``g_main`` and ``penalty_term(p)`` each return ``(loss, stats)``. Instance
-    noise (when given) is added to every discriminator input; the image pool (when given)
-    replaces part of the fakes the discriminator trains on.
-    """
-
-    def __init__(
-        self,
-        task: GanTask,
-        objective: GanObjective,
-        penalties: list[Penalty] = (),
-        instance_noise: InstanceNoise | None = None,
-        pool: ImagePool | None = None,
-        device: torch.device | None = None,
-        dtype: torch.dtype = torch.float32,
-        adversarial_weight: float = 1.0,
-    ):
-        self.task, self.objective = task, objective
-        self.penalties = list(penalties)
-        self.instance_noise, self.pool = instance_noise, pool
-        self.device, self.dtype = device or torch.device("cpu"), dtype
-        self.adversarial_weight = adversarial_weight
-        self.pool_generator = torch.Generator().manual_seed(0)
-
-    def autocast(self):
-        return autocast(self.device, self.dtype)
-
-    def judge(self, discriminator: nn.Module, inputs: torch.Tensor, step: int) -> torch.Tensor:
-        if self.instance_noise is not None:
-            inputs = self.instance_noise(inputs, step)
-        return discriminator(inputs)
-
-    def prepare(self, generator: nn.Module, batch: Batch, step: int, grad: bool) -> StepInputs:
-        """Run the generator once; ``grad`` keeps its graph for a G phase later this step."""
-        generator.requires_grad_(grad)
-        with torch.set_grad_enabled(grad), self.autocast():
-            generated = self.task.generate(generator, batch)
-            fake_inputs = self.task.fake_inputs(batch, generated)
-        return StepInputs(step, batch, generated, self.task.real_inputs(batch), fake_inputs)
-
-    def d_main(self, discriminator: nn.Module, inputs: StepInputs) -> tuple[torch.Tensor, Stats]:
-        fakes = inputs.fake_inputs.detach()
-        if self.pool is not None:
-            fakes = self.pool.query(fakes, self.pool_generator)
-        with self.autocast():
-            real_logits = self.judge(discriminator, inputs.real_inputs, inputs.step)
-            fake_logits = self.judge(discriminator, fakes, inputs.step)
-        return self.objective.d_loss(real_logits, fake_logits)
-
-    def g_main(self, discriminator: nn.Module, inputs: StepInputs) -> tuple[torch.Tensor, Stats]:
-        with self.autocast():
-            fake_logits = self.judge(discriminator, inputs.fake_inputs, inputs.step)
-        adversarial, stats = self.objective.g_loss(fake_logits)
-        task_loss, task_stats = self.task.generator_loss(inputs.batch, inputs.generated)
-        loss = self.adversarial_weight * adversarial + task_loss
-        return loss, {**stats, **task_stats, "g_loss": loss.detach()}
-
-    def penalty_term(self, penalty: Penalty, gain: float = 1.0):
-        def term(discriminator: nn.Module, inputs: StepInputs) -> tuple[torch.Tensor, Stats]:
-            loss, stats = penalty(discriminator, inputs.real_inputs, inputs.fake_inputs)
-            return gain * loss, stats
-
-        return term
-
-    def state_dict(self) -> dict:
-        return {"pool": self.pool.state_dict() if self.pool else None,
-                "pool_generator": self.pool_generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        if self.pool is not None and state.get("pool") is not None:
-            self.pool.load_state_dict(state["pool"])
-        self.pool_generator.set_state(state["pool_generator"])
-
-
-# -- phases ---------------------------------------------------------------------------------
-Term = Callable[[nn.Module, StepInputs], tuple[torch.Tensor, Stats]]
-
-
-@dataclass
-class Phase:
-    name: str
-    module: nn.Module  # whose parameters this phase trains
-    optimizer: torch.optim.Optimizer
-    terms: list[Term]
-    interval: int = 1
-    judge: nn.Module | None = None  # the module the terms receive (D for both D and G phases)
-    constraints: list[Callable[[nn.Module], None]] = field(default_factory=list)
-    after_step: list[Callable[[], None]] = field(default_factory=list)
-
-    def due(self, step: int) -> bool:
-        return step % self.interval == 0
 
 
 @dataclass
@@ -164,24 +47,42 @@ class GanParts:
     ema: Ema
 
 
-def build_phases(
-    parts: GanParts, loss: GanLoss, g_interval: int = 1, constraints: list[Callable[[nn.Module], None]] = ()
+def discriminator_phases(
+    discriminator: nn.Module, optimizer: torch.optim.Optimizer, loss: GanLoss,
+    constraints: list[Callable[[nn.Module], None]] = (),
 ) -> list[Phase]:
-    """D (with eager penalties), one Dreg phase per lazy penalty, then G."""
-    disc = parts.discriminator
+    """D (objective + eager penalties), then one Dreg phase per lazy penalty (scaled by its interval)."""
     eager = [loss.penalty_term(p) for p in loss.penalties if p.interval == 1]
-    phases = [Phase("D", disc, parts.d_optimizer, [loss.d_main, *eager], 1, disc, list(constraints))]
+    phases = [Phase("D", discriminator, optimizer, [loss.d_main, *eager], 1, discriminator,
+                    constraints=list(constraints))]
     for penalty in loss.penalties:
         if penalty.interval > 1:
             term = loss.penalty_term(penalty, gain=float(penalty.interval))
-            phases.append(Phase(f"Dreg/{penalty.name}", disc, parts.d_optimizer, [term],
-                                penalty.interval, disc, list(constraints)))
-    phases.append(Phase("G", parts.generator, parts.g_optimizer, [loss.g_main], g_interval, disc,
-                        after_step=[lambda: parts.ema.update(parts.generator)]))
+            phases.append(Phase(f"Dreg/{penalty.name}", discriminator, optimizer, [term], penalty.interval,
+                                discriminator, constraints=list(constraints)))
     return phases
 
 
-# -- settings, history, checkpoints -----------------------------------------------------------
+def build_phases(
+    parts: GanParts, loss: GanLoss, g_interval: int = 1, constraints: list[Callable[[nn.Module], None]] = ()
+) -> list[Phase]:
+    """D, the Dreg phases, then G (with the EMA update after each of its steps)."""
+    return [
+        *discriminator_phases(parts.discriminator, parts.d_optimizer, loss, constraints),
+        Phase("G", parts.generator, parts.g_optimizer, [loss.g_main], g_interval, parts.discriminator,
+              after_step=[lambda: parts.ema.update(parts.generator)]),
+    ]
+
+
+def gan_step(generator: nn.Module, phases: list[Phase], loss: GanLoss, batch, step: int, g_interval: int,
+             scaler: torch.amp.GradScaler | None) -> Stats:
+    """One iteration: the generator runs once, then every phase due at ``step`` (1-based)."""
+    inputs = loss.prepare(generator, batch, step, grad=step % g_interval == 0)
+    stats, _ = run_phases(phases, inputs, step, scaler)
+    return stats
+
+
+# -- settings and the guard -------------------------------------------------------------------
 @dataclass(frozen=True)
 class GuardSettings:
     max_restarts: int = 3
@@ -206,6 +107,21 @@ class LoopSettings:
 
 
 @dataclass
+class GuardRecord:
+    """What the guard did; checkpointed with the run, and kept across its own restores."""
+
+    events: list[dict] = field(default_factory=list)  # step, kind, detail, restart, ...
+    restarts: int = 0
+    lr_scale: float = 1.0
+
+    def state_dict(self) -> dict:
+        return {"events": list(self.events), "restarts": self.restarts, "lr_scale": self.lr_scale}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.events, self.restarts, self.lr_scale = list(state["events"]), int(state["restarts"]), float(state["lr_scale"])
+
+
+@dataclass
 class GanHistory:
     rows: list[dict] = field(default_factory=list)  # one per log interval: step + mean stats
     events: list[dict] = field(default_factory=list)  # guard events: step, kind, detail
@@ -216,140 +132,6 @@ class GanHistory:
     @property
     def final(self) -> dict:
         return self.rows[-1] if self.rows else {}
-
-
-class Checkpointer:
-    """One resumable checkpoint file, replaced atomically; ``fingerprint`` ties it to a run.
-
-    A checkpoint written for other settings or data (a different fingerprint) is ignored.
-    """
-
-    def __init__(self, path: Path, fingerprint: str):
-        self.path = Path(path)
-        self.fingerprint = fingerprint
-
-    def save(self, state: dict) -> None:
-        io.torch_save({**state, "fingerprint": self.fingerprint}, self.path)
-
-    def load(self) -> dict | None:
-        if not self.path.exists():
-            return None
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
-        if state.get("fingerprint") != self.fingerprint:
-            return None
-        return state
-
-    def clear(self) -> None:
-        """Remove the checkpoint, and its folder once empty, when the run's outputs are safely
-        written (as the train stage's checkpointer does)."""
-        self.path.unlink(missing_ok=True)
-        folder = self.path.parent
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-
-    def stale(self) -> bool:
-        """A checkpoint exists but belongs to other settings."""
-        return self.path.exists() and self.load() is None
-
-
-# -- the loop -------------------------------------------------------------------------------
-class StatsWindow:
-    """Sums of stat tensors over one log interval; one sync when read."""
-
-    def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
-
-    def add(self, stats: Stats) -> None:
-        for name, value in stats.items():
-            value = value.detach().float()
-            self.sums[name] = self.sums[name] + value if name in self.sums else value.clone()
-            self.counts[name] = self.counts.get(name, 0) + 1
-
-    def means(self) -> dict[str, float]:
-        if not self.sums:
-            return {}
-        names = list(self.sums)
-        values = torch.stack([self.sums[n] for n in names]).cpu().tolist()  # the one sync
-        return {n: v / self.counts[n] for n, v in zip(names, values)}
-
-
-def _set_lr(optimizers: list[torch.optim.Optimizer], scale: float) -> None:
-    for optimizer in optimizers:
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
-            group["lr"] = group["initial_lr"] * scale
-
-
-def _capture(parts: GanParts, loss: GanLoss, sampler: PairSampler, scaler, step: int,
-             history: GanHistory) -> dict:
-    state = {
-        "step": step,
-        "generator": parts.generator.state_dict(),
-        "discriminator": parts.discriminator.state_dict(),
-        "g_optimizer": parts.g_optimizer.state_dict(),
-        "d_optimizer": parts.d_optimizer.state_dict(),
-        "ema": parts.ema.state_dict(),
-        "loss": loss.state_dict(),
-        "sampler": sampler.state_dict(),
-        "scaler": scaler.state_dict(),
-        "rng_cpu": torch.get_rng_state(),
-        "history_rows": list(history.rows),
-        "history_events": list(history.events),
-        "restarts": history.restarts,
-        "lr_scale": history.lr_scale,
-    }
-    if torch.cuda.is_available():
-        state["rng_cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _restore(state: dict, parts: GanParts, loss: GanLoss, sampler: PairSampler, scaler) -> int:
-    parts.generator.load_state_dict(state["generator"])
-    parts.discriminator.load_state_dict(state["discriminator"])
-    parts.g_optimizer.load_state_dict(state["g_optimizer"])
-    parts.d_optimizer.load_state_dict(state["d_optimizer"])
-    parts.ema.load_state_dict(state["ema"])
-    loss.load_state_dict(state["loss"])
-    sampler.load_state_dict(state["sampler"])
-    scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng_cpu"])
-    if "rng_cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
-    return int(state["step"])
-
-
-def _params_finite(module: nn.Module) -> bool:
-    norms = torch._foreach_norm([p.detach() for p in module.parameters()])
-    return bool(torch.isfinite(torch.stack(norms)).all())
-
-
-def train_step(
-    generator: nn.Module, phases: list[Phase], loss: GanLoss, batch: Batch, step: int, g_interval: int,
-    scaler: torch.amp.GradScaler, window: StatsWindow,
-) -> None:
-    """One iteration: the generator runs once, then every phase due at ``step`` (1-based)."""
-    inputs = loss.prepare(generator, batch, step, grad=step % g_interval == 0)
-    for phase in phases:
-        if not phase.due(step):
-            continue
-        # Only the trained module builds weight gradients: a G phase backpropagates
-        # through the discriminator to its input but skips D's weight gradients.
-        phase.judge.requires_grad_(phase.judge is phase.module)
-        phase.module.requires_grad_(True)
-        phase.optimizer.zero_grad(set_to_none=True)
-        total = None
-        for term in phase.terms:
-            term_loss, stats = term(phase.judge, inputs)
-            total = term_loss if total is None else total + term_loss
-            window.add(stats)
-        scaler.scale(total).backward()
-        scaler.step(phase.optimizer)
-        for constraint in phase.constraints:
-            constraint(phase.module)
-        for hook in phase.after_step:
-            hook()
-    scaler.update()
 
 
 class DivergenceGuard:
@@ -384,96 +166,128 @@ class DivergenceGuard:
         )
 
 
+def _set_lr(optimizers: list[torch.optim.Optimizer], scale: float) -> None:
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * scale
+
+
+def gan_state(parts: GanParts, loss: GanLoss, sampler: PairSampler, scaler: torch.amp.GradScaler) -> TrainState:
+    """Everything a GAN run mutates, as the one checkpointed state of every trainer."""
+    return TrainState(
+        modules={"generator": parts.generator, "discriminator": parts.discriminator},
+        optimizers={"generator": parts.g_optimizer, "discriminator": parts.d_optimizer},
+        scalers={"gan": scaler},
+        extras={"ema": parts.ema, "loss": loss, "sampler": sampler, "guard": GuardRecord()},
+    )
+
+
+# -- the run ----------------------------------------------------------------------------------
 def train_gan(
     parts: GanParts,
     loss: GanLoss,
     sampler: PairSampler,
     settings: LoopSettings,
-    checkpointer: Checkpointer,
+    checkpoints: CheckpointManager,
     log: LogFn,
     constraints: list[Callable[[nn.Module], None]] = (),
     on_sample: Callable[[int, nn.Module], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
+    progress: bool | None = None,
+    label: str = "augment",
 ) -> GanHistory:
-    """Train for ``settings.steps`` iterations (resuming from ``checkpointer`` if it holds a
-    matching checkpoint) and return the history. Raises :class:`GanDivergedError`."""
-    device = loss.device
-    scaler = torch.amp.GradScaler(device.type, enabled=loss.dtype == torch.float16)
+    """Train for ``settings.steps`` iterations (resuming ``checkpoints`` if it holds a matching
+    checkpoint) and return the history. Raises :class:`GanDivergedError`."""
+    scaler = torch.amp.GradScaler(loss.device.type, enabled=loss.dtype == torch.float16)
     phases = build_phases(parts, loss, settings.g_interval, list(constraints))
     optimizers = [parts.g_optimizer, parts.d_optimizer]
-    history = GanHistory()
-    guard = settings.guard
-    prefix = settings.prefix
-
-    saved = checkpointer.load()
-    if saved is not None:
-        step = _restore(saved, parts, loss, sampler, scaler)
-        history.rows, history.events = list(saved["history_rows"]), list(saved["history_events"])
-        history.restarts, history.lr_scale = int(saved["restarts"]), float(saved["lr_scale"])
-        history.resumed_from = step
-        _set_lr(optimizers, history.lr_scale)
-    else:
-        step = 0
-        _set_lr(optimizers, 1.0)
-        checkpointer.save(_capture(parts, loss, sampler, scaler, step, history))
-        if on_sample is not None and settings.sample_interval:
-            on_sample(0, parts.ema.model)
-
-    window = StatsWindow()
+    state = gan_state(parts, loss, sampler, scaler)
+    record: GuardRecord = state.extras["guard"]
+    guard, prefix = settings.guard, settings.prefix
     watch = DivergenceGuard(guard, settings.log_interval, prefix)
-    parts.generator.train()
-    parts.discriminator.train()
-    while step < settings.steps:
-        step += 1
-        train_step(parts.generator, phases, loss, sampler.next(), step, settings.g_interval, scaler, window)
-        if step % settings.log_interval and step != settings.steps:
-            continue
-        means, window = window.means(), StatsWindow()
+    found = checkpoints.load()
+    resumed_from = None
+    if found.checkpoint is not None:
+        resume(state, found.checkpoint)
+        resumed_from = state.step
+    _set_lr(optimizers, record.lr_scale)
+    if found.checkpoint is None and on_sample is not None and settings.sample_interval:
+        on_sample(0, parts.ema.model)
+    kept: dict = {}  # the guard's record across a restore, which would roll it back
 
+    def batches(start: int):
+        parts.generator.train()
+        parts.discriminator.train()
+        while True:
+            yield sampler.next()
+
+    def at_interval(current: TrainState, means: dict[str, float], timing: IntervalInfo) -> dict | Restore:
         problem = watch.check(means)
         if problem is not None:
             kind, detail = problem
-            history.restarts += 1
-            event = {"step": step, "kind": kind, "detail": detail, "restart": history.restarts}
-            if history.restarts > guard.max_restarts:
+            record.restarts += 1
+            event = {"step": current.step, "kind": kind, "detail": detail, "restart": record.restarts}
+            if record.restarts > guard.max_restarts:
                 raise GanDivergedError(
-                    f"GAN training diverged at step {step} ({detail}) after {guard.max_restarts} "
-                    f"restart(s) with learning rates down to {history.lr_scale:g}x; lower the "
+                    f"GAN training diverged at step {current.step} ({detail}) after {guard.max_restarts} "
+                    f"restart(s) with learning rates down to {record.lr_scale:g}x; lower the "
                     "learning rates or enable a discriminator stabiliser (spectral norm, "
                     "gradient penalty, R1)"
                 )
-            state = checkpointer.load()
-            if state is None:
-                raise GanDivergedError(
-                    f"GAN training diverged at step {step} ({detail}) and no checkpoint at "
-                    f"{checkpointer.path} to restore"
-                )
-            restarts, events = history.restarts, [*history.events, event]
-            step = _restore(state, parts, loss, sampler, scaler)
-            history.rows = list(state["history_rows"])
-            history.events, history.restarts = events, restarts
-            history.lr_scale *= guard.lr_factor
-            _set_lr(optimizers, history.lr_scale)
-            watch.reset()
-            event["restored_step"], event["lr_scale"] = step, history.lr_scale
-            log(prefix + "guard_restarts", history.restarts, event["step"])
-            log(prefix + "lr_scale", history.lr_scale, event["step"])
-            if on_event is not None:
-                on_event(event)
-            continue
+            kept.update(event=event, record=record.state_dict())
+            return Restore(detail)
+        row = {"step": current.step, **{prefix + name: value for name, value in means.items()},
+               prefix + "lr_scale": record.lr_scale}
+        last = current.step >= settings.steps
+        if on_sample is not None and settings.sample_interval and (current.step % settings.sample_interval == 0
+                                                                   or last):
+            on_sample(current.step, parts.ema.model)
+        return row
 
-        row = {"step": step, **{prefix + name: value for name, value in means.items()},
-               prefix + "lr_scale": history.lr_scale}
-        history.rows.append(row)
-        for name, value in row.items():
-            if name != "step":
-                log(name, value, step)
-        last = step == settings.steps
-        if on_sample is not None and settings.sample_interval and (step % settings.sample_interval == 0 or last):
-            on_sample(step, parts.ema.model)
-        due = step % settings.checkpoint_interval == 0 or last
-        if due and _params_finite(parts.generator) and _params_finite(parts.discriminator):
-            checkpointer.save(_capture(parts, loss, sampler, scaler, step, history))
+    def on_restore(current: TrainState, restore: Restore) -> None:
+        event = kept["event"]
+        record.load_state_dict(kept["record"])
+        record.events.append(event)
+        record.lr_scale *= guard.lr_factor
+        _set_lr(optimizers, record.lr_scale)
+        watch.reset()
+        event["restored_step"], event["lr_scale"] = current.step, record.lr_scale
+        log(prefix + "guard_restarts", record.restarts, event["step"])
+        log(prefix + "lr_scale", record.lr_scale, event["step"])
+        if on_event is not None:
+            on_event(event)
+
+    try:
+        run_steps(
+            state, steps=settings.steps, interval=settings.log_interval, batches=batches,
+            step_fn=lambda batch, step: gan_step(parts.generator, phases, loss, batch, step, settings.g_interval,
+                                                 scaler),
+            at_interval=at_interval, checkpoints=checkpoints, checkpoint_every=settings.checkpoint_interval,
+            on_restore=on_restore, log=log, progress=progress, label=label, describe=_gan_line(label, settings),
+        )
+    except RestoreFailed as exc:
+        raise GanDivergedError(f"GAN training diverged ({exc}) in {checkpoints.folder}") from None
     parts.generator.requires_grad_(True)
     parts.discriminator.requires_grad_(True)
-    return history
+    return GanHistory(rows=list(state.history), events=list(record.events), restarts=record.restarts,
+                      lr_scale=record.lr_scale, resumed_from=resumed_from)
+
+
+SHOWN = ("d_loss", "g_adv", "g_pixel", "d_acc_real", "d_acc_fake")
+
+
+def _gan_line(label: str, settings: LoopSettings) -> Callable[[dict], str]:
+    """The line printed every ``sample_interval`` steps (and at the end): the losses that tell
+    whether the two networks are still playing."""
+    every = max(settings.sample_interval, settings.log_interval)
+
+    def line(row: dict) -> str:
+        step = row["step"]
+        if step % every and step < settings.steps:
+            return ""
+        shown = ", ".join(f"{name} {row[settings.prefix + name]:.3f}" for name in SHOWN
+                          if settings.prefix + name in row)
+        return f"{label}: step {step}/{settings.steps}  {shown}"
+
+    return line

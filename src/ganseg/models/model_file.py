@@ -31,6 +31,8 @@ from ganseg.models.unet import UNetConfig
 FORMAT = "ganseg-unet/1"
 INPUT_CONVENTION = "float32 (B, C, H, W) = uint8 image / 255; output logits (B, K, H, W)"
 
+UNET_MODEL_NAME = "ganseg-unet"  # the registered model that train and finetune add versions to
+
 
 def bare_module(model: nn.Module) -> nn.Module:
     """Strip DistributedDataParallel (``.module``) and torch.compile (``._orig_mod``) wrappers."""

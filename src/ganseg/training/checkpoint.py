@@ -43,6 +43,21 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# Keys that change how fast a run goes or what it reports, not what it trains: a checkpoint
+# stays resumable across them (e.g. a run killed on a GPU machine continues on the CPU).
+NOT_FINGERPRINTED = {"common": {"device", "precision", "tracking_required"}}
+
+
+def config_fingerprint(resolved: dict[str, dict], *parts: Any, ignore: dict[str, set[str]] | None = None) -> str:
+    """The one fingerprint policy of every trainer: the resolved config without the keys of
+    :data:`NOT_FINGERPRINTED` (and the stage's own ``ignore``), plus data digests and names."""
+    skipped = {block: NOT_FINGERPRINTED.get(block, set()) | (ignore or {}).get(block, set())
+               for block in resolved}
+    kept = {block: {k: v for k, v in values.items() if k not in skipped[block]}
+            for block, values in resolved.items()}
+    return fingerprint(kept, *parts)
+
+
 # -- RNG -------------------------------------------------------------------------------------
 def capture_rng() -> dict[str, Any]:
     """This process's python, numpy, torch (and CUDA) RNG states as weights_only-safe values."""
@@ -74,7 +89,10 @@ class TrainState:
     """The objects a training run mutates, and its counters; one checkpoint = one of these.
 
     ``modules``/``optimizers``/``schedulers``/``scalers`` are keyed by role (``"unet"``;
-    the adversarial stage adds ``"discriminator"``). ``epoch`` counts finished epochs.
+    the GAN has ``"generator"`` and ``"discriminator"``). ``extras`` are the other stateful
+    helpers a run needs back exactly (the EMA generator, an image pool, a batch sampler, the
+    divergence guard's record), each with ``state_dict`` / ``load_state_dict``. ``step`` counts
+    finished steps, ``epoch`` finished intervals (epochs for the segmenters).
     """
 
     modules: dict[str, nn.Module]
@@ -88,6 +106,7 @@ class TrainState:
     best_epoch: int = 0
     stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         from ganseg.models.model_file import bare_module
@@ -104,6 +123,7 @@ class TrainState:
             "best_epoch": self.best_epoch,
             "stopped_early": self.stopped_early,
             "history": self.history,
+            "extras": {k: v.state_dict() for k, v in self.extras.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -125,6 +145,8 @@ class TrainState:
         self.best_epoch = int(state["best_epoch"])
         self.stopped_early = bool(state["stopped_early"])
         self.history = list(state["history"])
+        for key, extra in self.extras.items():
+            extra.load_state_dict(state["extras"][key])
 
 
 def _cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,7 +1,8 @@
-"""Per-epoch history: the CSV that ``dvc plots`` draws, and a PNG of it for MLflow.
+"""The training history of every trainer: the CSV that ``dvc plots`` draws, and a PNG of it for MLflow.
 
-One row per epoch, columns ``epoch`` then the namespaced metrics (``train/loss``,
-``val/dice``, ``lr``, ...). The file is rewritten whole and atomically after every epoch, so a
+One row per interval of the training loop (an epoch for the segmenters, ``log_interval`` steps
+for the GAN), columns ``epoch`` (or ``step``) then the namespaced metrics (``train/loss``,
+``val/dice``, ``gan/d_loss``, ...). The file is rewritten whole and atomically after every epoch, so a
 reader never sees half a row and a resumed run (whose history comes from its checkpoint)
 continues the same file.
 """
@@ -17,7 +18,9 @@ from ganseg import io
 
 
 def history_columns(rows: Sequence[dict]) -> list[str]:
-    columns: list[str] = ["epoch"]
+    """The x column first (``epoch`` for the segmenters, ``step`` for the GAN), then every other
+    key in order of first appearance."""
+    columns: list[str] = [next(iter(rows[0]))] if rows else ["epoch"]
     for row in rows:
         columns += [key for key in row if key not in columns]
     return columns

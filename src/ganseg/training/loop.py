@@ -1,11 +1,20 @@
-"""The epoch loop, shared by every stage that trains: it sequences, it does not compute.
+"""The one training loop: it counts steps, averages stats, checkpoints and reports; it does not compute.
 
-``fit`` runs epochs of ``train_step`` over a loader, then ``validate``; keeps the best epoch
-(``on_improve`` saves its weights), steps the LR schedulers, asks early stopping, checkpoints
-after every epoch, appends one history row, logs namespaced metrics through ``log(name,
-value, step)`` and shows a progress bar. The loss math lives in the step function: the train
-stage passes a :class:`SegmentationStep`; adversarial fine-tuning passes its own step that
-runs the discriminator and generator phases. ``fit`` reads no params and imports no tracker.
+:func:`run_steps` is what every trainer runs (segmenter, GAN, adversarial fine-tuning). One
+step draws a batch and calls ``step_fn`` (the phases of :mod:`ganseg.training.phases`); every
+``interval`` steps it averages the steps' stats (weighted by batch size; one device sync per
+interval, summed over processes in a DDP run), hands them to ``at_interval``, appends the row it
+returns to the history, saves a checkpoint when one is due, logs the row through ``log(name,
+value, step)`` and prints one line. ``at_interval`` is where a trainer says what an interval
+means: the segmenters validate, keep the best model, step their schedulers and may stop early
+(:func:`fit`); the GAN checks for divergence and may ask for the last checkpoint back
+(:class:`Restore`; ``ganseg.gan.trainer``). Progress (a bar, or a line every 30 s in logs) is
+:class:`ganseg.progress.Progress`.
+
+The loop reads no params and imports no tracker. A checkpoint is the whole
+:class:`~ganseg.training.checkpoint.TrainState` plus every process's RNG states, written at
+step 0 of a fresh run and after every due interval whose weights are finite; resuming it
+continues exactly (the data stream restarts from ``batches(state.step)``).
 """
 
 from __future__ import annotations
@@ -13,169 +22,131 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from ganseg.errors import GansegError
+from ganseg.progress import Progress
 from ganseg.runtime import autocast
 from ganseg.training.checkpoint import CheckpointManager, TrainState, capture_rng, restore_rng
 from ganseg.training.data import batch_to_device
 from ganseg.training.distributed import DistInfo, all_reduce_sum, barrier, gather_objects
+from ganseg.training.phases import Phase, Stats, run_phases
 
-StepFn = Callable[[Any], dict[str, torch.Tensor | float]]
 LogFn = Callable[[str, float, int], None]
 
 
-class SegmentationStep:
-    """One optimisation step of a segmenter on one batch of uint8 pairs.
-
-    Forward under autocast, loss in float32, backward (through a grad scaler for fp16),
-    optional global-norm gradient clipping, optimiser step. Returns ``train/``-namespaced
-    detached scalars: the loss, its terms and, with clipping, the gradient norm before it.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        criterion: Callable,
-        optimizer: torch.optim.Optimizer,
-        *,
-        device: torch.device,
-        dtype: torch.dtype = torch.float32,
-        scaler: torch.amp.GradScaler | None = None,
-        grad_clip: float | None = None,
-        memory_format: torch.memory_format = torch.contiguous_format,
-    ):
-        self.model = model
-        self.criterion = criterion
-        self.optimizer = optimizer
-        self.device = device
-        self.dtype = dtype
-        self.scaler = scaler
-        self.grad_clip = grad_clip
-        self.memory_format = memory_format
-
-    def __call__(self, batch) -> dict[str, torch.Tensor]:
-        images, labels = batch_to_device(batch, self.device, self.memory_format)
-        with autocast(self.device, self.dtype):
-            logits = self.model(images)  # (B, K, H, W)
-        loss, stats = self.criterion(logits, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        scaler = self.scaler if self.scaler is not None and self.scaler.is_enabled() else None
-        (scaler.scale(loss) if scaler else loss).backward()
-        if self.grad_clip is not None:
-            if scaler:
-                scaler.unscale_(self.optimizer)
-            params = [p for group in self.optimizer.param_groups for p in group["params"]]
-            stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, self.grad_clip).detach()
-        if scaler:
-            scaler.step(self.optimizer)
-            scaler.update()
-        else:
-            self.optimizer.step()
-        return {f"train/{name}": value for name, value in stats.items()}
+class RestoreFailed(GansegError):
+    """``at_interval`` asked for the last checkpoint and there is none."""
 
 
-def fit(
+@dataclass(frozen=True)
+class Restore:
+    """``at_interval``'s answer when the run must go back to its last checkpoint."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class IntervalInfo:
+    seconds: float  # wall time of the interval's steps
+    samples: int  # samples drawn in the interval, all processes together
+    steps: int  # steps in the interval
+
+
+def run_steps(
     state: TrainState,
     *,
-    epochs: int,
-    loader: Iterable,
-    train_step: StepFn,
-    validate: Callable[[], dict[str, float]],
-    log: LogFn | None = None,
-    monitor: str = "val/dice",
+    steps: int,
+    interval: int,
+    batches: Callable[[int], Iterator],
+    step_fn: Callable[[Any, int], Stats],
+    at_interval: Callable[[TrainState, dict[str, float], IntervalInfo], dict | Restore],
+    describe: Callable[[dict], str] | None = None,
     checkpoints: CheckpointManager | None = None,
-    on_improve: Callable[[TrainState], None] | None = None,
-    on_epoch_end: Callable[[TrainState], None] | None = None,
+    checkpoint_every: int | None = None,
+    on_restore: Callable[[TrainState, Restore], None] | None = None,
+    on_row: Callable[[TrainState], None] | None = None,
+    log: LogFn | None = None,
     dist_info: DistInfo | None = None,
     progress: bool | None = None,
     label: str = "train",
+    unit: str = "step",
 ) -> list[dict]:
-    """Train from ``state.epoch`` to ``epochs`` (or an early stop); returns the history rows.
+    """Run from ``state.step`` to ``steps`` (or until ``state.stopped_early``); returns the history.
 
-    Every process of a DDP run calls ``fit``; only rank 0 logs, writes and calls
-    ``on_improve`` / ``on_epoch_end``. ``progress``: None = a bar only on a terminal; the
-    per-epoch line is printed to stderr either way.
+    ``batches(start)`` yields the batches of steps ``start + 1, start + 2, ...``; ``step_fn(batch,
+    step)`` trains on one (``step`` 1-based) and returns its stats. Every process of a DDP run
+    calls this; only rank 0 logs, prints, checkpoints and calls ``on_row``.
     """
     info = dist_info or DistInfo()
+    checkpoint_every = checkpoint_every or interval
+    if checkpoint_every % interval:
+        raise ValueError(f"checkpoints every {checkpoint_every} steps: not a multiple of the interval {interval}")
     log = log if (log is not None and info.is_main) else (lambda name, value, step: None)
-    show_bar = info.is_main and (progress if progress is not None else sys.stderr.isatty())
-    sampler = getattr(loader, "sampler", None)
-    epoch_bar = tqdm(total=epochs, initial=state.epoch, desc=label, unit="epoch", file=sys.stderr,
-                     disable=not show_bar, dynamic_ncols=True)
-    durations: list[float] = []
+    bar = Progress(steps, label, unit=unit, initial=state.step, enabled=info.is_main and progress is not False)
+    say = bar.write if bar.mode != "off" else (lambda text: print(text, file=sys.stderr))
+    if state.step == 0:
+        _save(checkpoints, state, info)  # a fresh run: something to go back to from the first interval on
+    stream = batches(state.step)
+    sums: dict[str, torch.Tensor] = {}
+    weights: dict[str, int] = {}
+    started, seen, in_interval = time.perf_counter(), 0, 0
     try:
-        for epoch in range(state.epoch, epochs):
-            if state.stopped_early:
-                break
-            started = time.perf_counter()
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch)
-            for module in state.modules.values():
-                module.train()
+        while state.step < steps and not state.stopped_early:
+            batch = next(stream)
+            stats = step_fn(batch, state.step + 1)
+            size = _batch_size(batch)
+            for name, value in stats.items():  # summed on the device: no sync per step
+                weighted = torch.as_tensor(value).detach().to(torch.float64) * size
+                sums[name] = sums[name] + weighted if name in sums else weighted
+                weights[name] = weights.get(name, 0) + size
+            seen += size
+            in_interval += 1
+            state.step += 1
+            bar.update(1)
+            if state.step % interval and state.step < steps:
+                continue
 
-            sums: dict[str, torch.Tensor] = {}
-            seen = 0
-            batches = tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", leave=False, file=sys.stderr,
-                           disable=not show_bar, dynamic_ncols=True)
-            for batch in batches:
-                stats = train_step(batch)
-                size = _batch_size(batch)
-                for name, value in stats.items():  # summed on the device: no sync per step
-                    weighted = torch.as_tensor(value).detach().to(torch.float64) * size
-                    sums[name] = sums[name] + weighted if name in sums else weighted
-                seen += size
-                state.step += 1
-            train_stats = _mean_over_processes(sums, seen, info)
+            means = _mean_over_processes(sums, weights, info)
+            timing = IntervalInfo(time.perf_counter() - started, seen * info.world_size, in_interval)
+            sums, weights, seen, in_interval = {}, {}, 0, 0
+            outcome = at_interval(state, means, timing)
+            if isinstance(outcome, Restore):
+                saved = checkpoints.load() if checkpoints is not None else None
+                if saved is None or saved.checkpoint is None:
+                    raise RestoreFailed(f"{label}: {outcome.reason}, and no checkpoint to go back to")
+                resume(state, saved.checkpoint, info)
+                if on_restore is not None:
+                    on_restore(state, outcome)
+                stream = batches(state.step)
+                started = time.perf_counter()
+                continue
 
-            val_stats = validate()
-            row: dict[str, Any] = {"epoch": epoch + 1, **train_stats, **val_stats}
-            for name, optimizer in state.optimizers.items():
-                key = "train/lr" if len(state.optimizers) == 1 else f"train/lr_{name}"
-                row[key] = optimizer.param_groups[0]["lr"]
-            elapsed = time.perf_counter() - started
-            row["time/epoch_s"] = elapsed
-            row["train/images_per_s"] = seen * info.world_size / elapsed if elapsed > 0 else math.nan
-
-            value = row[monitor]
-            if value > state.best_metric:
-                state.best_metric, state.best_epoch = value, epoch + 1
-                if on_improve is not None and info.is_main:
-                    on_improve(state)
-            for scheduler in state.schedulers.values():
-                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    scheduler.step(value)
-                else:
-                    scheduler.step()
-            if state.early_stopping is not None and state.early_stopping.update(value):
-                state.stopped_early = True
-            state.epoch = epoch + 1
-            state.history.append(row)
-
-            rng_states = gather_objects(capture_rng())  # a collective: every rank takes part
+            state.epoch += 1
+            state.history.append(outcome)
+            # Saved before the row goes out: a kill while it is written resumes after this
+            # interval, and the history file is rewritten whole from the checkpoint's rows.
+            due = state.step % checkpoint_every == 0 or state.step >= steps or state.stopped_early
+            if due and _finite(state.modules.values()):
+                _save(checkpoints, state, info)
             if info.is_main:
-                if checkpoints is not None:
-                    checkpoints.save(state, rng_states)
-                for name, metric in row.items():
-                    if name != "epoch" and isinstance(metric, (int, float)) and math.isfinite(metric):
-                        log(name, float(metric), epoch + 1)
-                if on_epoch_end is not None:
-                    on_epoch_end(state)
+                for name, value in outcome.items():
+                    if name not in ("epoch", "step") and isinstance(value, (int, float)) and math.isfinite(value):
+                        log(name, float(value), state.step if "step" in outcome else state.epoch)
+                if on_row is not None:
+                    on_row(state)
+                line = describe(outcome) if describe is not None else ""
+                if line:
+                    say(line)
             barrier()
-
-            durations.append(elapsed)
-            remaining = epochs - state.epoch
-            eta = remaining * sum(durations[-5:]) / len(durations[-5:])
-            if info.is_main:
-                tqdm.write(_epoch_line(label, row, epochs, state, eta), file=sys.stderr)
-            epoch_bar.update(1)
-            epoch_bar.set_postfix({monitor: f"{value:.4f}", "best": f"{state.best_metric:.4f}"})
+            started = time.perf_counter()
     finally:
-        epoch_bar.close()
+        bar.close()
     return state.history
 
 
@@ -190,23 +161,139 @@ def resume(state: TrainState, checkpoint: dict, dist_info: DistInfo | None = Non
         restore_rng(rng[0])
 
 
+def _save(checkpoints: CheckpointManager | None, state: TrainState, info: DistInfo) -> None:
+    """Every rank calls this (the RNG gather is a collective); rank 0 writes, when it has a manager."""
+    rng_states = gather_objects(capture_rng())
+    if info.is_main and checkpoints is not None:
+        checkpoints.save(state, rng_states)
+
+
+def _finite(modules: Iterable[nn.Module]) -> bool:
+    """No NaN or inf in any weight: such a state is never saved, so a restore has a sane one."""
+    tensors = [p.detach() for module in modules for p in module.parameters()]
+    return not tensors or bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors))).all())
+
+
 def _batch_size(batch: Any) -> int:
-    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    first = batch[0] if isinstance(batch, (tuple, list)) else getattr(batch, "images", batch)
     return int(first.shape[0])
 
 
-def _mean_over_processes(sums: dict[str, torch.Tensor], seen: int, info: DistInfo) -> dict[str, float]:
+def _mean_over_processes(sums: dict[str, torch.Tensor], weights: dict[str, int], info: DistInfo) -> dict[str, float]:
     names = sorted(sums)
     device = sums[names[0]].device if names else torch.device("cpu")
-    packed = torch.stack([*(sums[n] for n in names), torch.tensor(float(seen), dtype=torch.float64, device=device)])
+    packed = torch.stack([*(sums[n] for n in names),
+                          *(torch.tensor(float(weights[n]), dtype=torch.float64, device=device) for n in names)])
     if info.enabled:
         packed = all_reduce_sum(packed)
-    packed = packed.cpu()
-    count = max(float(packed[-1]), 1.0)
-    return {name: float(packed[i]) / count for i, name in enumerate(names)}
+    values = packed.cpu().tolist()  # the one sync of the interval
+    count = len(names)
+    return {name: values[i] / max(values[count + i], 1.0) for i, name in enumerate(names)}
 
 
-def _epoch_line(label: str, row: dict, epochs: int, state: TrainState, eta_s: float) -> str:
+# -- the segmenters' driver: epochs of a loader, validation, the best model ------------------------
+class SegmentationStep:
+    """One optimisation step of a segmenter on one batch of uint8 pairs: a single phase.
+
+    Forward under autocast, loss in float32, backward through the grad scaler (fp16), optional
+    global-norm clipping (its norm before clipping is ``train/grad_norm``), optimiser step.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        criterion: Callable,
+        optimizer: torch.optim.Optimizer,
+        *,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        scaler: torch.amp.GradScaler | None = None,
+        grad_clip: float | None = None,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ):
+        self.model, self.criterion = model, criterion
+        self.device, self.dtype, self.scaler, self.memory_format = device, dtype, scaler, memory_format
+        self.phases = [Phase("seg", model, optimizer, [self.segmentation_term], grad_clip=grad_clip,
+                             grad_norm_stat="train/grad_norm")]
+
+    def segmentation_term(self, judge, batch) -> tuple[torch.Tensor, Stats]:
+        images, labels = batch
+        with autocast(self.device, self.dtype):
+            logits = self.model(images)  # (B, K, H, W)
+        loss, stats = self.criterion(logits, labels)
+        return loss, {f"train/{name}": value for name, value in stats.items()}
+
+    def __call__(self, batch, step: int = 0) -> Stats:
+        stats, _ = run_phases(self.phases, batch_to_device(batch, self.device, self.memory_format), step,
+                              self.scaler)
+        return stats
+
+
+def fit(
+    state: TrainState,
+    *,
+    epochs: int,
+    loader: Iterable,
+    train_step: Callable[[Any, int], Stats],
+    validate: Callable[[], dict[str, float]],
+    log: LogFn | None = None,
+    monitor: str = "val/dice",
+    checkpoints: CheckpointManager | None = None,
+    on_improve: Callable[[TrainState], None] | None = None,
+    on_epoch_end: Callable[[TrainState], None] | None = None,
+    dist_info: DistInfo | None = None,
+    progress: bool | None = None,
+    label: str = "train",
+) -> list[dict]:
+    """Train a segmenter for ``epochs`` passes over ``loader`` (or to an early stop), validating
+    after each: :func:`run_steps` with one interval per epoch. ``train_step(batch, step)``."""
+    info = dist_info or DistInfo()
+    per_epoch = len(loader)
+    sampler = getattr(loader, "sampler", None)
+    durations: list[float] = []
+
+    def batches(start: int) -> Iterator:
+        for epoch in range(start // per_epoch, epochs):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            for module in state.modules.values():
+                module.train()
+            yield from loader
+
+    def at_interval(current: TrainState, means: dict[str, float], timing: IntervalInfo) -> dict:
+        row: dict[str, Any] = {"epoch": current.epoch + 1, **means, **validate()}
+        for name, optimizer in current.optimizers.items():
+            row["train/lr" if len(current.optimizers) == 1 else f"train/lr_{name}"] = optimizer.param_groups[0]["lr"]
+        row["time/epoch_s"] = timing.seconds
+        row["train/images_per_s"] = timing.samples / timing.seconds if timing.seconds > 0 else math.nan
+        value = row[monitor]
+        if value > current.best_metric:
+            current.best_metric, current.best_epoch = value, row["epoch"]
+            if on_improve is not None and info.is_main:
+                on_improve(current)
+        for scheduler in current.schedulers.values():
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(value)
+            else:
+                scheduler.step()
+        if current.early_stopping is not None and current.early_stopping.update(value):
+            current.stopped_early = True
+        durations.append(timing.seconds)
+        return row
+
+    def describe(row: dict) -> str:
+        eta = (epochs - state.epoch) * sum(durations[-5:]) / max(len(durations[-5:]), 1)
+        return _epoch_line(label, row, epochs, state, eta, monitor)
+
+    return run_steps(
+        state, steps=epochs * per_epoch, interval=per_epoch, batches=batches,
+        step_fn=train_step,
+        at_interval=at_interval, describe=describe, checkpoints=checkpoints, on_row=on_epoch_end, log=log,
+        dist_info=info, progress=progress, label=label, unit="batch",
+    )
+
+
+def _epoch_line(label: str, row: dict, epochs: int, state: TrainState, eta_s: float, monitor: str) -> str:
     shown = [f"{name} {row[name]:.4f}" for name in row
              if name.startswith(("train/loss", "val/")) and isinstance(row[name], float)]
     lr = next((row[n] for n in row if n.startswith("train/lr")), None)
