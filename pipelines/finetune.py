@@ -32,14 +32,13 @@ from typing import Annotated
 import numpy as np
 import torch
 import typer
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from ganseg import io
 from ganseg.config.common import CommonConfig
 from ganseg.config.finetune import FinetuneConfig, UnlabeledConfig
 from ganseg.data.pairs import PairTensors, load_images, load_split, pairs_digest
-from ganseg.data.provenance import RECORD_KEY, TRAINED_ON_TAG, training_record
+from ganseg.data.provenance import RECORD_KEY, training_record
 from ganseg.errors import ConfigError, DataError
 from ganseg.finetune.discriminator import build_discriminator
 from ganseg.finetune.losses import SegmentationTask, SemiSupervisedLoss
@@ -48,19 +47,19 @@ from ganseg.gan.build import build_gan_objective, build_stabilisers
 from ganseg.gan.data import mask_channels
 from ganseg.gan.losses import GanLoss
 from ganseg.models import build_unet
-from ganseg.models.model_file import UNET_MODEL_NAME, read_model_file, save_unet, unet_config_from_dict
+from ganseg.models.model_file import read_model_file, save_unet, unet_config_from_dict
 from ganseg.runtime import seed_everything, select_device, select_precision
 from ganseg.training import distributed
 from ganseg.training.checkpoint import CheckpointManager, TrainState, config_fingerprint
 from ganseg.training.data import EpochSampler, PairDataset, build_augmentation
-from ganseg.training.dice import logits_to_labels
 from ganseg.training.early_stopping import EarlyStopping
 from ganseg.training.hardware import configure_backends, memory_format_for
-from ganseg.training.history import HistoryWriter, plot_history
+from ganseg.training.history import HistoryWriter
 from ganseg.training.loop import fit, resume
 from ganseg.training.losses import SegmentationLoss
 from ganseg.training.optim import build_optimizer, build_scheduler
-from ganseg.training.validation import evaluate_dice, overlay_grid, predict_logits
+from ganseg.training.validation import evaluate_dice
+from pipelines import segmenter
 from pipelines.stage import DebugOption, ParamsOption, ProgressOption, run_stage
 
 app = typer.Typer(help="Fine-tune a trained U-Net adversarially (optionally with unlabeled images).")
@@ -79,11 +78,11 @@ def finetune(
     unlabeled: Annotated[Path | None, typer.Option(
         help="Folder of unlabeled images (prepare's layout); default: <data>/unlabeled.")] = None,
     variant: Annotated[str, typer.Option(help="Names the model file and its registry tag.")] = "adversarial",
-    models: Annotated[Path, typer.Option(help="Folder for unet_<variant>.pt/.json.")] = Path("models"),
-    metrics: Annotated[Path | None, typer.Option(help="Default: metrics/<name>.json.")] = None,
-    plots: Annotated[Path | None, typer.Option(help="Default: plots/<name>.csv.")] = None,
-    reports: Annotated[Path | None, typer.Option(help="Default: reports/<name>.")] = None,
-    checkpoints: Annotated[Path | None, typer.Option(help="Default: checkpoints/<name>.")] = None,
+    models: segmenter.ModelsOption = Path("models"),
+    metrics: segmenter.MetricsOption = None,
+    plots: segmenter.PlotsOption = None,
+    reports: segmenter.ReportsOption = None,
+    checkpoints: segmenter.CheckpointsOption = None,
     progress: ProgressOption = None,
     debug: DebugOption = False,
 ) -> None:
@@ -92,25 +91,17 @@ def finetune(
         typer.echo(f"error: --variant {variant!r}: use lower-case letters, digits or '_'", err=True)
         raise typer.Exit(2)
     name = "finetune" if variant == "adversarial" else f"finetune_{variant}"
-    paths = {
-        "start": start,
-        "data": data,
-        "unlabeled": unlabeled or data / "unlabeled",
-        "models": models,
-        "metrics": metrics or Path(f"metrics/{name}.json"),
-        "plots": plots or Path(f"plots/{name}.csv"),
-        "reports": reports or Path(f"reports/{name}"),
-        "checkpoints": checkpoints or Path(f"checkpoints/{name}"),
-    }
+    paths = {"start": start, "data": data, "unlabeled": unlabeled or data / "unlabeled"}
+    outputs = segmenter.OutputPaths.of_run(name, models, metrics, plots, reports, checkpoints)
     with run_stage("finetune", params, debug, run_name=name) as ctx:
         if distributed.env_dist_info().enabled:
             raise ConfigError("finetune runs in one process; start it without torchrun")
         ctx.tracker.set_tags({"ganseg.variant": variant})
-        _finetune(ctx, ctx.params.common, ctx.params.finetune, variant, paths, progress)
+        _finetune(ctx, ctx.params.common, ctx.params.finetune, variant, paths, outputs, progress)
 
 
 def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, paths: dict[str, Path],
-              progress: bool | None) -> None:
+              outputs: segmenter.OutputPaths, progress: bool | None) -> None:
     started = time.perf_counter()
     cfg.check_against(common.image_size)
     device = select_device(common.device)
@@ -213,7 +204,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     # -- resume, or score the starting model: the bar fine-tuning has to beat ---------------
     resolved = ctx.resolved_config()
     manager = CheckpointManager(
-        paths["checkpoints"],
+        outputs.checkpoints,
         config_fingerprint(resolved, variant, io.file_sha256(paths["start"])[:16], pairs_digest(labeled, val, pool),
                            ignore=NOT_FINGERPRINTED),
         config=resolved,
@@ -230,7 +221,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
         state.history = [{"epoch": 0, **start_scores}]
     start_scores = {k: v for k, v in state.history[0].items() if k.startswith("val/")}
 
-    history = HistoryWriter(paths["plots"])
+    history = HistoryWriter(outputs.plots)
     log = ctx.tracker.step_log()  # one MLflow batch per epoch
     semi_text = f", {len(pool)} unlabeled ({pool_source})" if pool is not None else ""
     say(f"{label}: {len(labeled)} labelled pairs per epoch{semi_text}, {len(val)} val; discriminator "
@@ -286,46 +277,22 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
                 "images_per_s": round(float(np.median([r["train/images_per_s"] for r in trained_rows])), 1)
                 if trained_rows else None},
     }
-    model_path, config_path = paths["models"] / f"unet_{variant}.pt", paths["models"] / f"unet_{variant}.json"
-    io.write_json(config_path, {"unet": unet_config.as_dict(), **resolved, "variant": variant,
-                                "started_from": str(paths["start"]), RECORD_KEY: trained_on})
-    io.torch_save(best, model_path)
-    history.write(state.history)
-    with io.staged_dir(paths["reports"]) as staged:
-        shown = min(cfg.overlay_images, len(val))
-        if shown:
-            logits = predict_logits(unet, val.images[:shown], device=device, dtype=dtype)
-            grid = overlay_grid(val.images[:shown], val.masks[:shown], logits_to_labels(logits))
-            Image.fromarray(grid).save(staged / "val_overlays.png")
-        plot_history(state.history, staged / "curves.png", title=f"finetune {variant}")
-    io.write_json(paths["metrics"], summary)
-
-    tracker = ctx.tracker
-    tracker.log_dict(summary, f"{paths['metrics'].stem}.json")
-    tracker.log_dict(trained_on, "trained_on.json")
-    tracker.log_metrics({"best/val_dice": final["val/dice"], "start/val_dice": start_scores["val/dice"],
-                         "best/val_dice_gain": summary["val_dice_gain"], "best/epoch": state.best_epoch,
-                         "best/kept_start": float(kept_start), "run/wall_time_s": wall})
-    tracker.log_artifact(paths["reports"], "reports")
-    tracker.log_artifact(paths["plots"], "history")
-    example = val.images[:1].float().div(255.0)
-    version = tracker.log_model(
-        unet.to("cpu").eval(),
-        registered_name=UNET_MODEL_NAME,
-        weights_file=model_path,
-        config_file=config_path,
-        input_example=example.numpy(),
-        output_example=predict_logits(unet, val.images[:1], device=torch.device("cpu")).numpy(),
-        tags={"variant": variant, "val_dice": f"{final['val/dice']:.4f}", "best_epoch": state.best_epoch,
-              "kept_start": str(kept_start).lower(), "started_from": str(paths["start"]),
-              TRAINED_ON_TAG: trained_on["digest"]},
+    version = segmenter.publish_segmenter(
+        ctx, variant=variant, paths=outputs, unet=unet, model_file=best,
+        config={"unet": unet_config.as_dict(), **resolved, "variant": variant, "started_from": str(paths["start"])},
+        trained_on=trained_on, summary=summary, history=state.history, val=val, overlay_images=cfg.overlay_images,
+        device=device, dtype=dtype,
+        metrics={"best/val_dice": final["val/dice"], "start/val_dice": start_scores["val/dice"],
+                 "best/val_dice_gain": summary["val_dice_gain"], "best/epoch": state.best_epoch,
+                 "best/kept_start": float(kept_start), "run/wall_time_s": wall},
+        tags={"val_dice": f"{final['val/dice']:.4f}", "best_epoch": state.best_epoch,
+              "kept_start": str(kept_start).lower(), "started_from": str(paths["start"])},
+        manager=manager,
     )
-    manager.clear()
-    registered = f"; registered {UNET_MODEL_NAME} v{version}" if version else ""
     outcome = (f"kept the starting weights (no epoch beat {start_scores['val/dice']:.4f})" if kept_start
                else f"best epoch {state.best_epoch}/{state.epoch}")
     print(f"{label}: val Dice {start_scores['val/dice']:.4f} -> {final['val/dice']:.4f}, {outcome}, "
-          f"in {wall:.0f}s -> {model_path}{registered}")
+          f"in {wall:.0f}s -> {outputs.model_file(variant)}{segmenter.registered_note(version)}")
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -31,30 +31,28 @@ from typing import Annotated
 import numpy as np
 import torch
 import typer
-from PIL import Image
 from torch.utils.data import DataLoader
 
-from ganseg import io
 from ganseg.config.common import CommonConfig
 from ganseg.config.train import TrainConfig
 from ganseg.data.pairs import PairTensors, load_split, pairs_digest
-from ganseg.data.provenance import RECORD_KEY, TRAINED_ON_TAG, training_record
+from ganseg.data.provenance import training_record
 from ganseg.errors import DataError
 from ganseg.models import UNetConfig, build_unet
-from ganseg.models.model_file import UNET_MODEL_NAME, bare_module, read_model_file, save_unet
+from ganseg.models.model_file import bare_module, read_model_file, save_unet
 from ganseg.models.pretrained import find_pretrained, read_state_dict
 from ganseg.runtime import seed_everything, select_device, select_precision
 from ganseg.training import distributed
 from ganseg.training.checkpoint import CheckpointManager, TrainState, config_fingerprint
 from ganseg.training.data import EpochSampler, PairDataset, build_augmentation
-from ganseg.training.dice import logits_to_labels
 from ganseg.training.early_stopping import EarlyStopping
 from ganseg.training.hardware import configure_backends, maybe_compile, memory_format_for
-from ganseg.training.history import HistoryWriter, plot_history
+from ganseg.training.history import HistoryWriter
 from ganseg.training.loop import SegmentationStep, fit, resume
 from ganseg.training.losses import SegmentationLoss
 from ganseg.training.optim import build_optimizer, build_scheduler
-from ganseg.training.validation import evaluate_dice, overlay_grid, predict_logits
+from ganseg.training.validation import evaluate_dice
+from pipelines import segmenter
 from pipelines.stage import DebugOption, ParamsOption, ProgressOption, run_stage
 
 app = typer.Typer(help="Train the U-Net on the prepared pairs (plus synthetic pairs with --synthetic).")
@@ -73,11 +71,11 @@ def train(
     synthetic: Annotated[
         Path | None, typer.Option(help="Pair folder of synthetic pairs to mix in (augment stage output).")
     ] = None,
-    models: Annotated[Path, typer.Option(help="Folder for unet_<variant>.pt/.json.")] = Path("models"),
-    metrics: Annotated[Path | None, typer.Option(help="Default: metrics/train_<variant>.json.")] = None,
-    plots: Annotated[Path | None, typer.Option(help="Default: plots/train_<variant>.csv.")] = None,
-    reports: Annotated[Path | None, typer.Option(help="Default: reports/train_<variant>.")] = None,
-    checkpoints: Annotated[Path | None, typer.Option(help="Default: checkpoints/train_<variant>.")] = None,
+    models: segmenter.ModelsOption = Path("models"),
+    metrics: segmenter.MetricsOption = None,
+    plots: segmenter.PlotsOption = None,
+    reports: segmenter.ReportsOption = None,
+    checkpoints: segmenter.CheckpointsOption = None,
     progress: ProgressOption = None,
     debug: DebugOption = False,
 ) -> None:
@@ -85,25 +83,20 @@ def train(
     if not re.fullmatch(r"[A-Za-z0-9_-]+", variant):
         typer.echo(f"error: --variant {variant!r}: use letters, digits, '-' or '_'", err=True)
         raise typer.Exit(2)
-    metrics = metrics or Path(f"metrics/train_{variant}.json")
-    plots = plots or Path(f"plots/train_{variant}.csv")
-    reports = reports or Path(f"reports/train_{variant}")
-    checkpoints = checkpoints or Path(f"checkpoints/train_{variant}")
+    paths = segmenter.OutputPaths.of_run(f"train_{variant}", models, metrics, plots, reports, checkpoints)
     info = distributed.env_dist_info()
 
     with run_stage("train", params, debug, track=info.is_main, run_name=f"train_{variant}") as ctx:
         common, cfg = ctx.params.common, ctx.params.train
         ctx.tracker.set_tags({"ganseg.variant": variant})
         try:
-            _train(ctx, common, cfg, variant, data, synthetic, models, metrics, plots, reports,
-                   checkpoints, progress)
+            _train(ctx, common, cfg, variant, data, synthetic, paths, progress)
         finally:
             distributed.shutdown()
 
 
 def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path, synthetic: Path | None,
-           models: Path, metrics: Path, plots: Path, reports: Path, checkpoint_dir: Path,
-           progress: bool | None) -> None:
+           paths: segmenter.OutputPaths, progress: bool | None) -> None:
     started = time.perf_counter()
     device = select_device(common.device)
     info = distributed.init_distributed(device)
@@ -171,7 +164,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
 
     resolved = ctx.resolved_config()
     manager = CheckpointManager(
-        checkpoint_dir,
+        paths.checkpoints,
         config_fingerprint(resolved, variant, pairs_digest(real, val, pool), ignore=NOT_FINGERPRINTED),
         config=resolved,
     )
@@ -195,7 +188,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
             "variant": variant, "epoch": current.best_epoch, "val_dice": current.best_metric,
         })
 
-    history = HistoryWriter(plots)
+    history = HistoryWriter(paths.plots)
     log = ctx.tracker.step_log()  # one MLflow batch per epoch
 
     mix = f" + {sampler.synthetic_per_epoch} synthetic (pool {len(pool)})" if mixed else ""
@@ -243,42 +236,17 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
                 "processes": info.world_size, "optimizer_steps": state.step, "wall_time_s": round(wall, 1),
                 "images_per_s": round(float(np.median([r["train/images_per_s"] for r in state.history])), 1)},
     }
-    model_path, config_path = models / f"unet_{variant}.pt", models / f"unet_{variant}.json"
-    io.write_json(config_path, {"unet": unet_config.as_dict(), **resolved, "variant": variant,
-                                RECORD_KEY: trained_on})
-    io.torch_save(best, model_path)  # the best epoch's model file, as saved during training
-    history.write(state.history)
-    with io.staged_dir(reports) as staged:
-        shown = min(cfg.overlay_images, len(val))
-        if shown:
-            logits = predict_logits(model, val.images[:shown], device=device, dtype=dtype)
-            grid = overlay_grid(val.images[:shown], val.masks[:shown], logits_to_labels(logits))
-            Image.fromarray(grid).save(staged / "val_overlays.png")
-        plot_history(state.history, staged / "curves.png", title=f"train {variant}")
-    io.write_json(metrics, summary)
-
-    tracker = ctx.tracker
-    tracker.log_dict(summary, f"train_{variant}.json")
-    tracker.log_dict(trained_on, "trained_on.json")
-    tracker.log_metrics({"best/val_dice": final["val/dice"], "best/epoch": state.best_epoch,
-                         "run/wall_time_s": wall})
-    tracker.log_artifact(reports, "reports")
-    tracker.log_artifact(plots, "history")
-    example = val.images[:1].float().div(255.0)
-    version = tracker.log_model(
-        bare_module(model).to("cpu").eval(),
-        registered_name=UNET_MODEL_NAME,
-        weights_file=model_path,
-        config_file=config_path,
-        input_example=example.numpy(),
-        output_example=predict_logits(model, val.images[:1], device=torch.device("cpu")).numpy(),
-        tags={"variant": variant, "val_dice": f"{final['val/dice']:.4f}", "best_epoch": state.best_epoch,
-              TRAINED_ON_TAG: trained_on["digest"]},
+    version = segmenter.publish_segmenter(
+        ctx, variant=variant, paths=paths, unet=model, model_file=best,  # the best epoch's file, as saved
+        config={"unet": unet_config.as_dict(), **resolved, "variant": variant}, trained_on=trained_on,
+        summary=summary, history=state.history, val=val, overlay_images=cfg.overlay_images, device=device,
+        dtype=dtype, metrics={"best/val_dice": final["val/dice"], "best/epoch": state.best_epoch,
+                              "run/wall_time_s": wall},
+        tags={"val_dice": f"{final['val/dice']:.4f}", "best_epoch": state.best_epoch}, manager=manager,
     )
-    manager.clear()
-    registered = f"; registered {UNET_MODEL_NAME} v{version}" if version else ""
     print(f"train[{variant}]: val Dice {final['val/dice']:.4f} (epoch {state.best_epoch}/{state.epoch}"
-          f"{', stopped early' if state.stopped_early else ''}) in {wall:.0f}s -> {model_path}{registered}")
+          f"{', stopped early' if state.stopped_early else ''}) in {wall:.0f}s -> {paths.model_file(variant)}"
+          f"{segmenter.registered_note(version)}")
     distributed.barrier()
 
 

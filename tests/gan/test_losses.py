@@ -87,3 +87,52 @@ def test_pixel_loss_is_weighted_l1():
     loss, stats = PixelLoss(100.0)(fake, target)
     assert float(stats["g_pixel"]) == pytest.approx(0.625)
     assert float(loss) == pytest.approx(62.5)
+
+
+def test_the_config_literal_and_the_objective_registry_name_the_same_losses():
+    """A new objective is one class plus its entry in OBJECTIVES and its name in the config's
+    ``loss`` literal: neither list may name a loss the other lacks."""
+    from typing import get_args
+
+    from ganseg.config.augment import GanObjectiveConfig
+    from ganseg.gan.losses import OBJECTIVES
+
+    assert set(get_args(GanObjectiveConfig.model_fields["loss"].annotation)) == set(OBJECTIVES)
+
+
+class SoftplusHingeLoss:
+    """A dummy objective written as a contributor would: the interface and nothing else."""
+
+    name = "softplus_hinge"
+    smoothing = False
+
+    def d_loss(self, real_logits, fake_logits):
+        loss_real, loss_fake = F.softplus(1 - real_logits.float()).mean(), F.softplus(1 + fake_logits.float()).mean()
+        return loss_real + loss_fake, {"d_loss": (loss_real + loss_fake).detach()}
+
+    def g_loss(self, fake_logits):
+        loss = -fake_logits.float().mean()
+        return loss, {"g_adv": loss.detach()}
+
+    def confidence(self, logits):
+        return torch.sigmoid(logits)
+
+
+def test_a_new_objective_class_trains_the_gan_and_fine_tuning_unchanged(monkeypatch, tmp_path):
+    from ganseg.gan import losses
+    from ganseg.gan.build import build_loop_settings
+    from ganseg.gan.trainer import train_gan
+    from tests.finetune.conftest import build_step, tiny_batch
+    from tests.gan.conftest import TinyRun, tiny_config
+
+    monkeypatch.setitem(losses.OBJECTIVES, "softplus_hinge", SoftplusHingeLoss)
+    objective = losses.build_objective("softplus_hinge")
+    run = TinyRun(tiny_config(steps=4), tmp_path, objective=objective)
+    history = train_gan(run.parts, run.loss, run.sampler, build_loop_settings(run.cfg), run.checkpointer,
+                        lambda name, value, step: None, progress=False)
+    assert [row["step"] for row in history.rows] == [2, 4]
+    assert all(torch.isfinite(torch.tensor(v)) for row in history.rows for v in row.values())
+    step, _, _ = build_step()
+    step.gan_loss.objective = objective  # fine-tuning runs the same objective object
+    stats = step(tiny_batch(), 1)
+    assert torch.isfinite(stats["gan/d_loss"]) and torch.isfinite(stats["train/g_loss"])
