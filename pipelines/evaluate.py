@@ -40,7 +40,7 @@ from ganseg.data.pairs import PairTensors, load_pairs
 from ganseg.data.provenance import RECORD_KEY, content_hashes, seen_in
 from ganseg.errors import DataError
 from ganseg.evaluation import overlays
-from ganseg.evaluation.bootstrap import paired_difference, percentile_interval, resample_counts
+from ganseg.evaluation.bootstrap import mean_interval, paired_difference, resample_counts
 from ganseg.evaluation.inference import predict_probabilities, probabilities_to_labels
 from ganseg.evaluation.models import SegmentationModel, load_model
 from ganseg.evaluation.promotion import Candidate, ChampionScore, PromotionRule, decide_and_apply
@@ -217,7 +217,7 @@ def judge_synthetic(
         labels = predict_labels(baseline_model, fake.images, cfg)
         dice = score_images(labels, fake.masks, common.num_classes)["dice"]
         counts = resample_counts(len(fake), cfg.bootstrap.resamples, common.seed + 1)
-        evaluation.mask_consistency = {"dice": percentile_interval(dice, counts, cfg.bootstrap.confidence)}
+        evaluation.mask_consistency = {"dice": mean_interval(dice, counts, cfg.bootstrap.confidence)}
         evaluation.mask_consistency_model = cfg.baseline
     evaluation.quality = {"values": quality.values, "not_computed": quality.not_computed,
                           "feature_extractor": quality.feature_extractor}

@@ -128,10 +128,6 @@ def mean_interval(values: np.ndarray, counts: np.ndarray, confidence: float = 0.
     return Interval(float(mean[0]), float(low[0]), float(high[0]), int(n_defined[0]))
 
 
-# The name ganseg.evaluation.scores still imports: the same (studentized) interval.
-percentile_interval = mean_interval
-
-
 def paired_difference(
     values_a: np.ndarray, values_b: np.ndarray, counts: np.ndarray, confidence: float = 0.95
 ) -> Interval:

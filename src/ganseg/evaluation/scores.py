@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ganseg.evaluation.bootstrap import Interval, paired_difference, percentile_interval
+from ganseg.evaluation.bootstrap import Interval, mean_interval, paired_difference
 from ganseg.evaluation.names import LABELS, METRICS  # noqa: F401 - re-exported for the report
 from ganseg.metrics.registry import REGISTRY
 from ganseg.metrics.segmentation import segmentation_report
@@ -91,7 +91,7 @@ def compare(
 ) -> Comparison:
     result = Comparison(ids=ids, scores=scores)
     for variant, metrics in scores.items():
-        result.summary[variant] = {name: percentile_interval(v, counts, confidence) for name, v in metrics.items()}
+        result.summary[variant] = {name: mean_interval(v, counts, confidence) for name, v in metrics.items()}
     for later, earlier in comparison_pairs(list(scores), baseline):
         result.differences[f"{later}_vs_{earlier}"] = {
             name: paired_difference(scores[later][name], scores[earlier][name], counts, confidence)
