@@ -21,8 +21,10 @@ from torch import nn
 from ganseg.gan.data import PairSampler
 from ganseg.metrics.segmentation import dice_per_image
 from ganseg.models.unet import UNet, UNetConfig
-from ganseg.progress import Progress
+from ganseg.training.checkpoint import TrainState
+from ganseg.training.loop import run_steps
 from ganseg.training.losses import SegmentationLoss
+from ganseg.training.phases import Phase, run_phases
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ def train_reference_segmenter(
 ) -> nn.Module:
     """A U-Net fitted for ``steps`` Adam steps (BCE + soft Dice) on flipped/rotated real pairs.
 
-    ``label``: progress over the steps under that name (the loss every 25 steps); None = silent.
+    ``label``: progress over the steps under that name; None = silent.
     """
     torch.manual_seed(seed)
     depth = 3 if min(images.shape[-2:]) >= 32 else 2
@@ -57,16 +59,24 @@ def train_reference_segmenter(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     criterion = SegmentationLoss("bce_dice")
     sampler = PairSampler(images, labels, num_classes, batch_size, seed, device, augment=True)
-    model.train()
-    with Progress(steps, label or "", enabled=label is not None) as progress:
-        for step in range(steps):
-            batch = sampler.next()
-            loss, _ = criterion(model((batch.images + 1) / 2), batch.labels)  # U-Net inputs in [0, 1]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            # loss.item() waits for the device: read it only every 25 steps, shown until the next read
-            progress.update(1, **({"loss": loss.item()} if step % 25 == 0 or step == steps - 1 else {}))
+
+    def segmentation(judge, batch) -> tuple[torch.Tensor, dict]:
+        loss, _ = criterion(model((batch.images + 1) / 2), batch.labels)  # U-Net inputs in [0, 1]
+        return loss, {"loss": loss.detach()}
+
+    phases = [Phase("seg", model, optimizer, [segmentation])]
+
+    def batches(start: int):
+        model.train()
+        while True:
+            yield sampler.next()
+
+    # The one training loop, as every trainer; one interval (the loss mean) per 25 steps.
+    run_steps(TrainState(modules={"unet": model}, optimizers={"unet": optimizer}), steps=steps,
+              interval=min(25, max(steps, 1)), batches=batches,
+              step_fn=lambda batch, step: run_phases(phases, batch, step, None)[0],
+              at_interval=lambda state, means, timing: {"step": state.step, **means},
+              progress=None if label is not None else False, label=label or "consistency U-Net")
     return model.eval()
 
 

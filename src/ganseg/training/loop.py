@@ -113,6 +113,8 @@ def run_steps(
                 continue
 
             means = _mean_over_processes(sums, weights, info)
+            bar.update(0, **{name.rsplit("/", 1)[-1]: value for name, value in means.items()
+                             if name.endswith("loss")})  # the interval's losses beside the rate
             timing = IntervalInfo(time.perf_counter() - started, seen * info.world_size, in_interval)
             sums, weights, seen, in_interval = {}, {}, 0, 0
             outcome = at_interval(state, means, timing)
