@@ -55,7 +55,7 @@ from ganseg.training.data import EpochSampler, PairDataset, build_augmentation
 from ganseg.training.early_stopping import EarlyStopping
 from ganseg.training.hardware import configure_backends, memory_format_for
 from ganseg.training.history import HistoryWriter
-from ganseg.training.loop import fit, resume
+from ganseg.training.loop import fit, plan_steps, resume
 from ganseg.training.losses import SegmentationLoss
 from ganseg.training.optim import build_optimizer, build_scheduler
 from ganseg.training.validation import evaluate_dice
@@ -136,6 +136,9 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
         num_workers=cfg.num_workers,
         persistent_workers=cfg.num_workers > 0,
         pin_memory=device.type == "cuda",
+        # Its own generator: starting an epoch's iterator must not draw from the global RNG
+        # (dropout's), or a run resumed inside an epoch would not match an uninterrupted one.
+        generator=torch.Generator().manual_seed(common.seed),
     )
 
     # -- networks: the starting U-Net and a fresh discriminator ------------------------------
@@ -150,7 +153,8 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
 
     # -- losses and optimisation ------------------------------------------------------------
     criterion = SegmentationLoss(cfg.loss)
-    stabilisers = build_stabilisers(cfg.objective, total_steps=max(cfg.epochs * len(loader), 1))
+    plan = plan_steps(len(loader), cfg.epochs, cfg.steps, cfg.val_interval, "finetune")
+    stabilisers = build_stabilisers(cfg.objective, total_steps=max(plan.steps, 1))
     gan_loss = GanLoss(
         SegmentationTask(criterion, common.num_classes, cfg.seg_weight),
         build_gan_objective(cfg.objective),
@@ -163,7 +167,8 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     )
     g_optimizer = build_optimizer(unet.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas_d))
-    scheduler = build_scheduler(g_optimizer, cfg.scheduler, cfg.epochs, cfg.plateau.patience, cfg.plateau.factor)
+    scheduler = build_scheduler(g_optimizer, cfg.scheduler, plan.validations, cfg.plateau.patience,
+                                cfg.plateau.factor)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     early_stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta)
     state = TrainState(
@@ -227,9 +232,12 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     say(f"{label}: {len(labeled)} labelled pairs per epoch{semi_text}, {len(val)} val; discriminator "
         f"{cfg.discriminator.kind}, loss {cfg.objective.loss}; device {device}, precision "
         f"{str(dtype).removeprefix('torch.')}; start {paths['start']} val Dice {start_scores['val/dice']:.4f}")
+    say(f"{label}: {plan.describe(cfg.batch_size)}")
     fit(
         state,
         epochs=cfg.epochs,
+        steps=plan.steps,
+        interval=plan.interval,
         loader=loader,
         train_step=step,
         validate=validate,

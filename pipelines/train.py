@@ -48,7 +48,7 @@ from ganseg.training.data import EpochSampler, PairDataset, build_augmentation
 from ganseg.training.early_stopping import EarlyStopping
 from ganseg.training.hardware import configure_backends, maybe_compile, memory_format_for
 from ganseg.training.history import HistoryWriter
-from ganseg.training.loop import SegmentationStep, fit, resume
+from ganseg.training.loop import SegmentationStep, fit, plan_steps, resume
 from ganseg.training.losses import SegmentationLoss
 from ganseg.training.optim import build_optimizer, build_scheduler
 from ganseg.training.validation import evaluate_dice
@@ -133,6 +133,9 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         num_workers=cfg.num_workers,
         persistent_workers=cfg.num_workers > 0,
         pin_memory=device.type == "cuda",
+        # Its own generator: starting an epoch's iterator must not draw from the global RNG
+        # (dropout's), or a run resumed inside an epoch would not match an uninterrupted one.
+        generator=torch.Generator().manual_seed(common.seed),
     )
 
     # -- model and optimisation ------------------------------------------------------------
@@ -152,7 +155,10 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     model = model.to(device, memory_format=memory_format)
     criterion = SegmentationLoss(cfg.loss)
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
-    scheduler = build_scheduler(optimizer, cfg.scheduler, cfg.epochs, cfg.plateau.patience, cfg.plateau.factor)
+    # The length in steps and the validation interval: epochs of the loader unless a step budget
+    # is set (a few dozen images make only a few steps per epoch). Schedules count validations.
+    plan = plan_steps(len(loader), cfg.epochs, cfg.steps, cfg.val_interval, "train")
+    scheduler = build_scheduler(optimizer, cfg.scheduler, plan.validations, cfg.plateau.patience, cfg.plateau.factor)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     state = TrainState(
         modules={"unet": model},
@@ -195,9 +201,12 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     say(f"train[{variant}]: {len(real)} real{mix} pairs per epoch, {len(val)} val; device {device}, "
         f"precision {str(dtype).removeprefix('torch.')}, {'channels_last' if memory_format == torch.channels_last else 'NCHW'}, "
         f"processes {info.world_size}, {sum(p.numel() for p in model.parameters()):,} parameters")
+    say(f"train[{variant}]: {plan.describe(cfg.batch_size)}")
     fit(
         state,
         epochs=cfg.epochs,
+        steps=plan.steps,
+        interval=plan.interval,
         loader=loader,
         train_step=step,
         validate=validate,

@@ -158,6 +158,32 @@ def test_typo_in_the_train_block_names_the_key(tmp_path, monkeypatch):
     assert "unknown key 'train.epoch'" in _error_line(result)
 
 
+def test_a_step_budget_sets_the_length_whatever_the_number_of_images(tmp_path, monkeypatch):
+    """16 pairs in batches of 4 are 4 steps per epoch: 9 steps validated every 3 (issue 16.3)."""
+    monkeypatch.chdir(tmp_path)
+    make_project(tmp_path, {**TINY, "train": {**TINY["train"], "steps": 9, "val_interval": 3}})
+    result = runner.invoke(app, train_args())
+    assert result.exit_code == 0, result.output
+    assert "9 optimizer steps (2.2 epochs of 4 batches of 4), validation every 3 steps (3 in all)" in result.stderr
+    history = pd.read_csv("plots/train_real.csv")
+    assert list(history["train/steps"]) == [3, 6, 9] and list(history["epoch"]) == [1, 2, 3]
+    metrics = json.loads(Path("metrics/train_real.json").read_text())
+    assert metrics["run"]["optimizer_steps"] == 9 and metrics["epochs_run"] == 3
+
+
+@pytest.mark.parametrize(("blocks", "expected"), [
+    ({"steps": 5, "val_interval": 10}, "train: steps (5) is smaller than val_interval (10)"),
+    ({"val_interval": 100}, "train.val_interval (100) exceeds the run's 8 steps: it would never validate"),
+])
+def test_a_budget_too_small_for_one_validation_is_one_line(tmp_path, monkeypatch, blocks, expected):
+    monkeypatch.chdir(tmp_path)
+    make_project(tmp_path, {**TINY, "train": {**TINY["train"], **blocks}})
+    result = runner.invoke(app, train_args())
+    assert result.exit_code == 1
+    assert expected in _error_line(result)
+    assert not Path("models").exists()
+
+
 def test_data_prepared_at_another_size_is_reported(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     make_project(tmp_path, {**TINY, "common": {"image_size": 48}})

@@ -31,7 +31,8 @@ def _data(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _run(epochs: int, tmp_path, *, checkpoint: CheckpointManager | None = None, resume_from=None,
-         patience: int = 0, min_delta: float = 0.0, dropout: float = 0.2, batch_norm: bool = True):
+         patience: int = 0, min_delta: float = 0.0, dropout: float = 0.2, batch_norm: bool = True,
+         steps: int | None = None, interval: int | None = None):
     torch.manual_seed(0)
     model = build_unet(UNetConfig(depth=2, base_width=4, dropout=dropout, batch_norm=batch_norm))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -44,7 +45,7 @@ def _run(epochs: int, tmp_path, *, checkpoint: CheckpointManager | None = None, 
     images, masks = _data(12, seed=1)
     val_images, val_masks = _data(6, seed=2)
     loader = DataLoader(PairDataset(images, masks, build_augmentation(AugmentationConfig())),
-                        batch_size=2, sampler=EpochSampler(12, seed=5))
+                        batch_size=2, sampler=EpochSampler(12, seed=5), generator=torch.Generator())
     improved = []
     logged = []
     history = fit(
@@ -58,6 +59,8 @@ def _run(epochs: int, tmp_path, *, checkpoint: CheckpointManager | None = None, 
         checkpoints=checkpoint,
         on_improve=lambda s: improved.append(s.best_epoch),
         progress=False,
+        steps=steps,
+        interval=interval,
     )
     return state, history, improved, logged
 
@@ -117,3 +120,23 @@ def test_plateau_scheduler_is_stepped_with_the_metric(kind):
     fit(state, epochs=3, loader=[(torch.zeros(1, 1, 2, 2),)], train_step=lambda batch, step: {"train/loss": 0.0},
         validate=lambda: {"val/dice": 0.5}, progress=False)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.25)  # no gain after epoch 1: halved twice
+
+
+def test_a_step_budget_validates_every_interval_whatever_the_epoch_length(tmp_path):
+    """12 images in batches of 2 make 6 steps per epoch; 10 steps validated every 4: at steps
+    4, 8 and 10 (the end), crossing the epoch boundary mid-interval."""
+    state, history, _, logged = _run(1, tmp_path, steps=10, interval=4)
+    assert [row["train/steps"] for row in history] == [4, 8, 10] and state.step == 10
+    assert [row["epoch"] for row in history] == [1, 2, 3]  # an "epoch" is one validation interval
+    assert ("train/steps", 2) in logged
+
+
+def test_a_run_resumed_inside_an_epoch_matches_the_uninterrupted_one(tmp_path):
+    straight = _run(1, tmp_path, steps=10, interval=4)[1]
+    manager = CheckpointManager(tmp_path / "ck", "fp")
+    _run(1, tmp_path, checkpoint=manager, steps=4, interval=4)  # "killed" at step 4, inside epoch 1
+    manager.best_path.write_bytes(b"stand-in")
+    found = manager.load()
+    assert found.checkpoint["state"]["step"] == 4
+    resumed = _run(1, tmp_path, resume_from=found.checkpoint, steps=10, interval=4)[1]
+    assert _comparable(resumed) == _comparable(straight)  # the data stream continues mid-epoch

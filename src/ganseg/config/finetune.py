@@ -64,6 +64,12 @@ class UnlabeledConfig(StrictModel):
 
 class FinetuneConfig(StrictModel):
     epochs: int = Field(3, ge=0, le=100_000, description="0 = only score the starting model and keep it.")
+    steps: int | None = Field(
+        None, ge=0, le=100_000_000, description="Length in optimizer steps (as train.steps); null = epochs."
+    )
+    val_interval: int | None = Field(
+        None, ge=1, description="Steps between validations (as train.val_interval); null = one epoch."
+    )
     batch_size: int = Field(16, ge=1, description="Labelled pairs per step.")
     loss: Literal["bce", "dice", "bce_dice"] = Field("bce_dice", description="The segmentation loss (as train.loss).")
     seg_weight: float = Field(1.0, ge=0, description="Weight of the segmentation loss.")

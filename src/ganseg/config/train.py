@@ -84,7 +84,16 @@ class EarlyStoppingConfig(StrictModel):
 
 class TrainConfig(StrictModel):
     model: ModelConfig = ModelConfig()
-    epochs: int = Field(40, ge=1, le=100_000)
+    epochs: int = Field(40, ge=1, le=100_000, description="Passes over the training pairs (when steps is null).")
+    steps: int | None = Field(
+        None, ge=1, le=100_000_000,
+        description="Length in optimizer steps, whatever the number of images; null = epochs x batches per epoch.",
+    )
+    val_interval: int | None = Field(
+        None, ge=1,
+        description="Steps between validations (best model, early stopping, LR schedule, checkpoint); "
+        "null = one epoch.",
+    )
     batch_size: int = Field(16, ge=1, description="Per process (DDP: per GPU).")
     loss: Literal["bce", "dice", "bce_dice"] = Field(
         "bce_dice",
@@ -120,6 +129,9 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _ordered_ranges(self) -> TrainConfig:
+        if self.steps is not None and self.val_interval is not None and self.steps < self.val_interval:
+            raise ValueError(f"steps ({self.steps}) is smaller than val_interval ({self.val_interval}): "
+                             "the run would end before its first validation")
         low, high = self.augmentation.affine.scale
         if not 0 < low <= high:
             raise ValueError("augmentation.affine.scale must be [low, high] with 0 < low <= high")

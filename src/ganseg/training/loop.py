@@ -19,6 +19,7 @@ continues exactly (the data stream restarts from ``batches(state.step)``).
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ganseg.errors import GansegError
+from ganseg.errors import ConfigError, GansegError
 from ganseg.progress import Progress
 from ganseg.runtime import autocast
 from ganseg.training.checkpoint import CheckpointManager, TrainState, capture_rng, restore_rng
@@ -194,6 +195,35 @@ def _mean_over_processes(sums: dict[str, torch.Tensor], weights: dict[str, int],
 
 
 # -- the segmenters' driver: epochs of a loader, validation, the best model ------------------------
+@dataclass(frozen=True)
+class StepPlan:
+    """How long a segmenter trains and how often it validates, in optimizer steps."""
+
+    steps: int
+    interval: int
+    per_epoch: int  # batches in one pass over the training pairs
+
+    @property
+    def validations(self) -> int:
+        return math.ceil(self.steps / self.interval)
+
+    def describe(self, batch_size: int) -> str:
+        return (f"{self.steps} optimizer steps ({self.steps / self.per_epoch:.1f} epochs of {self.per_epoch} "
+                f"batches of {batch_size}), validation every {self.interval} steps ({self.validations} in all)")
+
+
+def plan_steps(per_epoch: int, epochs: int, steps: int | None, val_interval: int | None, block: str) -> StepPlan:
+    """``steps`` (or ``epochs`` passes of ``per_epoch`` batches), validated every ``val_interval``
+    steps (or once per epoch); a plan that would never validate names the keys of ``block``."""
+    total = epochs * per_epoch if steps is None else steps
+    interval = val_interval or per_epoch
+    if total and interval > total:
+        raise ConfigError(f"{block}.val_interval ({interval}) exceeds the run's {total} steps: it would never "
+                          f"validate; lower {block}.val_interval or raise {block}.steps")
+    return StepPlan(total, interval, per_epoch)
+
+
+
 class SegmentationStep:
     """One optimisation step of a segmenter on one batch of uint8 pairs: a single phase.
 
@@ -246,24 +276,36 @@ def fit(
     dist_info: DistInfo | None = None,
     progress: bool | None = None,
     label: str = "train",
+    steps: int | None = None,
+    interval: int | None = None,
 ) -> list[dict]:
-    """Train a segmenter for ``epochs`` passes over ``loader`` (or to an early stop), validating
-    after each: :func:`run_steps` with one interval per epoch. ``train_step(batch, step)``."""
+    """Train a segmenter and validate it every ``interval`` steps (default: once per pass over
+    ``loader``) for ``steps`` steps (default: ``epochs`` passes), or to an early stop:
+    :func:`run_steps` with validation as the interval hook. ``train_step(batch, step)``.
+
+    With a step budget an "epoch" of the history, of early stopping's patience and of the LR
+    schedule is one validation interval; ``train/steps`` in each row counts optimizer steps.
+    """
     info = dist_info or DistInfo()
     per_epoch = len(loader)
+    interval = interval or per_epoch
+    steps = steps or epochs * per_epoch
+    validations = math.ceil(steps / interval)
     sampler = getattr(loader, "sampler", None)
     durations: list[float] = []
 
     def batches(start: int) -> Iterator:
-        for epoch in range(start // per_epoch, epochs):
+        skip = start % per_epoch  # a resume inside an epoch: the same order, from where it stopped
+        for epoch in itertools.count(start // per_epoch):
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
             for module in state.modules.values():
                 module.train()
-            yield from loader
+            yield from itertools.islice(loader, skip, None)
+            skip = 0
 
     def at_interval(current: TrainState, means: dict[str, float], timing: IntervalInfo) -> dict:
-        row: dict[str, Any] = {"epoch": current.epoch + 1, **means, **validate()}
+        row: dict[str, Any] = {"epoch": current.epoch + 1, **means, **validate(), "train/steps": current.step}
         for name, optimizer in current.optimizers.items():
             row["train/lr" if len(current.optimizers) == 1 else f"train/lr_{name}"] = optimizer.param_groups[0]["lr"]
         row["time/epoch_s"] = timing.seconds
@@ -284,11 +326,12 @@ def fit(
         return row
 
     def describe(row: dict) -> str:
-        eta = (epochs - state.epoch) * sum(durations[-5:]) / max(len(durations[-5:]), 1)
-        return _epoch_line(label, row, epochs, state, eta, monitor)
+        eta = (validations - state.epoch) * sum(durations[-5:]) / max(len(durations[-5:]), 1)
+        line = _epoch_line(label, row, validations, state, eta, monitor)
+        return line if interval == per_epoch else line.replace(" | ", f" (step {state.step}/{steps}) | ", 1)
 
     return run_steps(
-        state, steps=epochs * per_epoch, interval=per_epoch, batches=batches,
+        state, steps=steps, interval=interval, batches=batches,
         step_fn=train_step,
         at_interval=at_interval, describe=describe, checkpoints=checkpoints, on_row=on_epoch_end, log=log,
         dist_info=info, progress=progress, label=label, unit="batch",
