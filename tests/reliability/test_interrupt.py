@@ -25,8 +25,11 @@ def test_sigint_mid_epoch_marks_the_run_killed(tmp_path):
     store = f"sqlite:///{tmp_path}/mlflow.db?timeout=60"
     env = {**os.environ, "PYTHONPATH": f"{repo / 'src'}:{repo}", "OMP_NUM_THREADS": "1",
            "MLFLOW_TRACKING_URI": store}
+    # Started as a person starts it, with Ctrl-C live: a shell's background job (CI launched
+    # with `&`) would hand SIGINT down as ignored, and Python then never raises KeyboardInterrupt.
     process = subprocess.Popen([sys.executable, "-m", "pipelines", "train", "--params", "params.yaml"],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoint = tmp_path / "checkpoints" / "train_real" / "last.pt"
     deadline = time.monotonic() + 240
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
