@@ -26,10 +26,14 @@ def test_sigint_mid_epoch_marks_the_run_killed(tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{repo / 'src'}:{repo}", "OMP_NUM_THREADS": "1",
            "MLFLOW_TRACKING_URI": store}
     # Started as a person starts it, with Ctrl-C live: a shell's background job (CI launched
-    # with `&`) would hand SIGINT down as ignored, and Python then never raises KeyboardInterrupt.
-    process = subprocess.Popen([sys.executable, "-m", "pipelines", "train", "--params", "params.yaml"],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # with `&`) hands SIGINT down as ignored, and Python then never raises KeyboardInterrupt.
+    # A handled signal is reset to its default at exec, so handle it here while spawning.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "pipelines", "train", "--params", "params.yaml"],
+                                   cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     checkpoint = tmp_path / "checkpoints" / "train_real" / "last.pt"
     deadline = time.monotonic() + 240
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
