@@ -23,7 +23,6 @@ reports, and the model registered as a new version of ``ganseg-unet`` tagged
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -47,7 +46,7 @@ from ganseg.gan.build import build_gan_objective, build_stabilisers
 from ganseg.gan.data import mask_channels
 from ganseg.gan.losses import GanLoss
 from ganseg.models import build_unet
-from ganseg.models.model_file import read_model_file, save_unet, unet_config_from_dict
+from ganseg.models.model_file import read_model_config, read_model_file, save_unet, unet_config_from_dict
 from ganseg.runtime import seed_everything, select_device, select_precision
 from ganseg.training import distributed
 from ganseg.training.checkpoint import CheckpointManager, TrainState, config_fingerprint
@@ -126,7 +125,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
         {"train": paths["data"] / "train", "val": paths["data"] / "val",
          **({"unlabeled": paths["unlabeled"]} if pool is not None and pool_source.startswith(str(paths["unlabeled"]))
             else {})},
-        inherited=start_record(paths["start"]),
+        inherited=(read_model_config(paths["start"]) or {}).get(RECORD_KEY),
     )
     sampler = EpochSampler(num_real=len(labeled), seed=common.seed)
     loader = DataLoader(
@@ -338,17 +337,6 @@ def unlabeled_pool(cfg: UnlabeledConfig, folder: Path, train_pairs: PairTensors,
     if hidden is not None:
         return torch.cat([images, hidden.images]), f"{folder} + train images with hidden labels"
     return images, str(folder)
-
-
-def start_record(start: Path) -> dict | None:
-    """The training-image record stored beside the starting model file (``<name>.json``)."""
-    config = Path(start).with_suffix(".json")
-    if not config.is_file():
-        return None
-    try:
-        return json.loads(config.read_text()).get(RECORD_KEY)
-    except (OSError, ValueError):
-        return None
 
 
 def check_start_model(path: Path, model_file: dict, unet_config, common: CommonConfig) -> None:

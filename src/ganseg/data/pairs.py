@@ -11,6 +11,8 @@ Pairs are decoded once into tensors (:func:`load_pairs`); training never re-read
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,9 +128,6 @@ def load_split(folder: Path, channels: int, num_classes: int, image_size: int, r
 def pairs_digest(*parts: PairTensors | torch.Tensor | None) -> str:
     """A short hash of pair sets (ids, pixels, labels) or image tensors: what a checkpoint's
     fingerprint needs to know the data did not change."""
-    import hashlib
-    import json
-
     digest = hashlib.sha256()
     for part in parts:
         if part is None:

@@ -9,7 +9,6 @@ the version (never the pickled MLflow pytorch flavour).
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,13 +68,13 @@ def load_model_file(
     path: Path, device: torch.device, dtype: torch.dtype = torch.float32, source: str | None = None
 ) -> SegmentationModel:
     """A train-stage model file (``ganseg.models.model_file``) ready for inference on ``device``."""
-    from ganseg.models.model_file import load_unet, read_model_file, unet_config_from_dict
+    from ganseg.models.model_file import load_unet, read_model_config, read_model_file, unet_config_from_dict
 
     data = read_model_file(Path(path))
     config = unet_config_from_dict(data["config"])
     image_size = data.get("image_size")
     return SegmentationModel(
-        config=_config_beside(Path(path)),
+        config=read_model_config(Path(path)),
         network=load_unet(Path(path), device),
         in_channels=config.in_channels,
         num_classes=config.num_classes,
@@ -96,15 +95,6 @@ def _load_registered(uri: str, device: torch.device, dtype: torch.dtype, root: P
         model = load_model_file(_model_file_in(files, uri), device, dtype, source=f"{uri} (version {version.version})")
     model.registry_version = version
     return model
-
-
-def _config_beside(path: Path) -> dict | None:
-    """``unet_real.json`` beside ``unet_real.pt`` (the train stage writes both), or None."""
-    beside = path.with_suffix(".json")
-    try:
-        return json.loads(beside.read_text()) if beside.is_file() else None
-    except (OSError, ValueError):
-        raise GansegError(f"{beside}: not a readable JSON model config") from None
 
 
 def _model_file_in(folder: Path, uri: str) -> Path:

@@ -16,6 +16,7 @@ Inputs the saved network expects: float32 (B, C, H, W) = uint8 image / 255. Outp
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,15 @@ def load_unet(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     except RuntimeError as exc:
         raise DataError(f"{path}: weights do not fit the stored config ({str(exc).splitlines()[0]})") from None
     return model.to(device).eval()
+
+
+def read_model_config(model_path: Path) -> dict | None:
+    """The JSON config written beside a model file (``unet_real.json`` beside ``unet_real.pt``:
+    the U-Net, the resolved params, the training-image record), or None when there is none."""
+    beside = Path(model_path).with_suffix(".json")
+    if not beside.is_file():
+        return None
+    try:
+        return json.loads(beside.read_text())
+    except (OSError, ValueError):
+        raise DataError(f"{beside}: not a readable JSON model config") from None
