@@ -1,9 +1,10 @@
 """pix2pix training speed: the augment stage's loop against a naive loop, in the same run.
 
     .venv/bin/python benchmarks/gan_bench.py [--params params.yaml] [--steps 20] [--repeats 5]
+    .venv/bin/python benchmarks/gan_bench.py --measure patches [--whole-size 256 --patch-size 64]
 
-Both loops train the same networks (built from the ``augment`` block at ``common.image_size``,
-same initial weights) on the same training pairs, one iteration = one batch, one D step and
+``--measure loops`` (part of the default ``all``): both loops train the same networks (built from
+the ``augment`` block with whole ``common.image_size`` images as the patch, same initial weights) on the same training pairs, one iteration = one batch, one D step and
 one G step. They run in alternating blocks of ``--steps`` iterations so that a machine whose
 load changes (shared CPUs) slows both alike; the median block speed of each is reported.
 
@@ -26,6 +27,13 @@ also builds D's weight gradients) and times a float32 2048x2048 matrix multiply 
 threads, the machine's practical FLOP ceiling. From them: the share of that peak each loop
 achieves, and the largest speed-up over the naive loop that ganseg's FLOPs would allow at
 100% of the peak. Where that ceiling is below a target, no loop on this device reaches it.
+
+``--measure patches`` (part of ``all``): what training on patches costs and buys (issue 16).
+The stage's loop on the same ``--whole-size`` px pairs, once with ``patch_size`` =
+``--patch-size`` (random windows, as the stage cuts them) and once with the whole image as the
+patch (the baseline, before issue 16), in alternating blocks of ``--patch-steps``; seconds per
+step of each and their ratio, and the distinct training samples one image gives (window
+positions x 8 dihedral views). About a minute on 2 CPU cores at the defaults.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.peak import matmul_gflops
 from ganseg.config import load_params
+from ganseg.config.augment import AugmentConfig
 from ganseg.data import pairs
 from ganseg.data.synthetic import generate_pair
 from ganseg.gan.trainer import build_phases, gan_step
@@ -174,8 +183,8 @@ def iteration_flops(loop) -> int:
     return counter.get_total_flops()
 
 
-def ensure_pairs(folder: Path | None, size: int, scratch: Path) -> Path:
-    """The prepared training pairs, or (when absent) 112 generated pairs written to ``scratch``."""
+def ensure_pairs(folder: Path | None, size: int, scratch: Path, count: int = 112) -> Path:
+    """The prepared training pairs, or (when absent) ``count`` generated pairs written to ``scratch``."""
     if folder is not None and (folder / pairs.MANIFEST).exists():
         return folder
     from ganseg.config.prepare import SyntheticSourceConfig
@@ -183,7 +192,7 @@ def ensure_pairs(folder: Path | None, size: int, scratch: Path) -> Path:
     (scratch / "images").mkdir(parents=True)
     (scratch / "masks").mkdir()
     rows = []
-    for index in range(112):
+    for index in range(count):
         pair = generate_pair(SyntheticSourceConfig(), size, 0, index)
         pairs.save_image(scratch / "images" / f"{pair.pair_id}.png", pair.image)
         pairs.save_mask(scratch / "masks" / f"{pair.pair_id}.png", pair.mask.astype(np.uint8), 1)
@@ -196,9 +205,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, default=REPO / "params.yaml")
     parser.add_argument("--data", type=Path, default=REPO / "data/prepared/train")
+    parser.add_argument("--measure", choices=("all", "loops", "patches"), default="all")
     parser.add_argument("--steps", type=int, default=20, help="iterations per timed block")
     parser.add_argument("--repeats", type=int, default=5, help="timed blocks per loop")
     parser.add_argument("--warmup", type=int, default=5, help="untimed iterations per loop first")
+    parser.add_argument("--whole-size", type=int, default=256, help="patches: side of the generated images")
+    parser.add_argument("--patch-size", type=int, default=64, help="patches: side of the patches")
+    parser.add_argument("--patch-batch", type=int, default=4, help="patches: batch size of both runs")
+    parser.add_argument("--patch-steps", type=int, default=3, help="patches: iterations per timed block")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -210,11 +224,23 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("gan_bench measures pix2pix on grayscale binary pairs (the default params)")
     device = select_device(common.device)
     dtype = select_precision(common.precision, device)
+    results = {}
+    if args.measure in ("all", "loops"):
+        results["loops"] = compare_loops(args, cfg, common, device, dtype)
+    if args.measure in ("all", "patches"):
+        results["patches"] = compare_patches(args, cfg, common, device, dtype)
+    return results
+
+
+def compare_loops(args, cfg: AugmentConfig, common, device: torch.device, dtype: torch.dtype) -> dict:
+    """The stage's loop against the naive one, on whole ``common.image_size`` images."""
+    cfg = cfg.model_copy(update={"patch_size": common.image_size})  # whole images: as the naive loop
     with tempfile.TemporaryDirectory(prefix="gan-bench-") as scratch:
         folder = ensure_pairs(args.data, common.image_size, Path(scratch) / "pairs")
         train = pairs.load_pairs(folder, 1, 1)
-        if train.images.shape[-1] != common.image_size:
-            raise SystemExit(f"{folder}: pairs are {train.images.shape[-1]} px, params say {common.image_size}")
+        if train.uniform_size != (common.image_size, common.image_size):
+            raise SystemExit(f"{folder}: pairs are not all {common.image_size} px (the naive loop takes whole "
+                             "images of one size); pass --data to a folder of such pairs")
         torch.manual_seed(common.seed)
         run = build_run(cfg, common, train, device, dtype)
         # The naive loop starts from the same initial weights, in fp32 NCHW.
@@ -253,6 +279,41 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"ceiling: ganseg at 100% of the matmul peak would be {ceiling:.2f}x the naive loop")
     return {"naive": naive_its, "ganseg": ganseg_its, "ratio": ganseg_its / naive_its, "peak": peak,
             "share_naive": share["naive"], "share_ganseg": share["ganseg"], "ceiling": ceiling}
+
+
+def compare_patches(args, cfg: AugmentConfig, common, device: torch.device, dtype: torch.dtype) -> dict:
+    """Seconds per step of the stage's loop on ``--whole-size`` px pairs: ``--patch-size`` patches
+    against the whole image as the patch (the baseline), in alternating blocks."""
+    whole, patch = args.whole_size, args.patch_size
+    cfg = cfg.model_copy(update={"batch_size": args.patch_batch})
+    with tempfile.TemporaryDirectory(prefix="gan-bench-") as scratch:
+        train = pairs.load_pairs(ensure_pairs(None, whole, Path(scratch) / "pairs", count=16), 1, 1)
+    loops, depths = {}, {}
+    for name, side in (("whole", whole), ("patch", patch)):
+        sized = cfg.model_copy(update={"patch_size": side})
+        sized.check_against(side)
+        torch.manual_seed(common.seed)
+        loops[name] = GansegLoop(build_run(sized, common, train, device, dtype), cfg.objective.d_steps_per_g)
+        depths[name] = sized.unet_depth(side)
+        time_block(loops[name], 1, device)  # warm-up
+    seconds: dict[str, list[float]] = {"whole": [], "patch": []}
+    for _ in range(args.repeats):
+        for name, loop in loops.items():
+            seconds[name].append(1 / time_block(loop, args.patch_steps, device))
+    step = {name: statistics.median(values) for name, values in seconds.items()}
+    views = 8 if cfg.augment_real else 1  # the dihedral views of a square
+    samples = {"whole": views, "patch": (whole - patch + 1) ** 2 * views}
+    print(f"patches: {len(train)} pairs of {whole}x{whole}, batch {cfg.batch_size}, {device}")
+    print(f"whole {whole} px (baseline, G depth {depths['whole']}): {step['whole']:.3f} s/step  "
+          f"blocks {_fmt(seconds['whole'])}")
+    print(f"patch {patch} px (G depth {depths['patch']}):            {step['patch']:.3f} s/step  "
+          f"blocks {_fmt(seconds['patch'])}")
+    print(f"patch step / whole step: {step['patch'] / step['whole']:.3f} (median of {args.repeats} alternating "
+          f"blocks of {args.patch_steps}); pixels per step {(patch / whole) ** 2:.3f} of the baseline's")
+    print(f"distinct samples per image: patch {samples['patch']:,} ({whole - patch + 1}^2 windows x {views} views) "
+          f"vs whole {samples['whole']}")
+    return {"whole_s_per_step": step["whole"], "patch_s_per_step": step["patch"],
+            "ratio": step["patch"] / step["whole"], "samples_per_image": samples}
 
 
 def _fmt(values: list[float]) -> str:

@@ -1,7 +1,10 @@
 """Stage ``augment``: train a GAN on the prepared training pairs, write new labelled pairs.
 
 Reads the ``common`` and ``augment`` blocks and ``<data>/train`` (and ``<data>/val`` for the
-consistency reference). Writes:
+consistency reference). The GAN trains on square patches of ``augment.patch_size`` cut from the
+training images at their own sizes ("auto": :func:`ganseg.config.augment.resolve_patch_size`,
+printed, logged as the param ``augment.patch_size_resolved`` and written into config.json and
+generator.json), and writes pairs of that size. Writes:
 
 - ``<out>/`` (data/synthetic): images/, masks/, manifest.csv (source mask, transform and
   generator version of every pair), config.json; all or nothing;
@@ -24,6 +27,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -36,7 +40,7 @@ import torch
 import typer
 
 from ganseg import io
-from ganseg.config.augment import AugmentConfig
+from ganseg.config.augment import AugmentConfig, resolve_patch_size
 from ganseg.config.common import CommonConfig
 from ganseg.data import pairs
 from ganseg.gan.build import (
@@ -46,10 +50,10 @@ from ganseg.gan.build import (
     build_optimizers,
     build_stabilisers,
 )
-from ganseg.gan.data import PairSampler, mask_channels
+from ganseg.gan.data import PairSampler, fixed_patches, mask_channels
 from ganseg.gan.ema import Ema
 from ganseg.gan.losses import GanLoss
-from ganseg.gan.mask_sampler import MaskSampler, MaskSamplerSettings
+from ganseg.gan.mask_sampler import MaskSampler, MaskSamplerSettings, mask_patches
 from ganseg.gan.samples import render_grid
 from ganseg.gan.synthesis import dcgan_pairs, decode_stacks, noise_for, paint_masks, pix2pix_pairs
 from ganseg.gan.trainer import GanParts, train_gan
@@ -84,13 +88,13 @@ def augment(
 ) -> None:
     """Train the GAN of ``augment.model`` and write ``augment.num_samples`` synthetic pairs."""
     with run_stage("augment", params, debug) as ctx:
-        common, cfg = ctx.params.common, ctx.params.augment
-        cfg.check_against(common.image_size)
+        common = ctx.params.common
         device = select_device(common.device)
         dtype = select_precision(common.precision, device)
         seed_everything(common.seed)
-        train = pairs.load_split(data / "train", common.channels, common.num_classes, common.image_size)
-        val = pairs.load_split(data / "val", common.channels, common.num_classes, common.image_size, required=False)
+        train = pairs.load_split(data / "train", common.channels, common.num_classes)
+        val = pairs.load_split(data / "val", common.channels, common.num_classes, required=False)
+        cfg = resolve_patches(ctx, train)
 
         run = build_run(cfg, common, train, device, dtype)
         checkpointer = CheckpointManager(
@@ -128,7 +132,7 @@ def augment(
             "generator": run.generator_config,
             "channels": common.channels,
             "num_classes": common.num_classes,
-            "image_size": common.image_size,
+            "patch_size": cfg.patch_size,  # the side it was trained at and paints
             "steps": cfg.steps,
             "seed": common.seed,
             "weights_sha256": weights_sha,
@@ -175,6 +179,7 @@ def augment(
             "iterations_per_second": round(steps_run / train_seconds, 3) if steps_run else None,
             "device": str(device),
             "precision": str(dtype).removeprefix("torch."),
+            "patch_size": cfg.patch_size,
             "num_samples": len(synthetic),
             "generator_version": version,
             "generator_sha256": weights_sha,
@@ -201,6 +206,25 @@ def augment(
 
 
 # -- inputs ----------------------------------------------------------------------------------
+def resolve_patches(ctx, train: pairs.PairTensors) -> AugmentConfig:
+    """The augment block with ``patch_size`` resolved for these training images and checked.
+
+    The resolved block replaces the one read, so config.json and the checkpoint's fingerprint
+    name the size used, not "auto"; MLflow keeps the param as read (its params cannot change)
+    and gets the size as ``augment.patch_size_resolved``.
+    """
+    cfg = ctx.params.augment
+    patch_size = resolve_patch_size(cfg, train.sizes)
+    cfg.check_against(patch_size)
+    shorter = [min(size) for size in train.sizes]
+    print(f"augment: patch size {patch_size} px ({'auto' if cfg.patch_size == 'auto' else 'augment.patch_size'}; "
+          f"training images' shorter sides {min(shorter)}..{max(shorter)} px, median {statistics.median(shorter):g})")
+    ctx.tracker.log_params({"augment": {"patch_size_resolved": patch_size}})
+    resolved = cfg.model_copy(update={"patch_size": patch_size})
+    ctx.params = ctx.params.model_copy(update={"augment": resolved})
+    return resolved
+
+
 @dataclass
 class BuiltRun:
     """Everything train_gan needs, built from the config."""
@@ -219,7 +243,7 @@ def build_run(cfg: AugmentConfig, common: CommonConfig, train: pairs.PairTensors
     # speeds the convolutions, so auto turns it on for CUDA only.
     channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    nets = build_networks(cfg, common.image_size, common.channels, common.num_classes)
+    nets = build_networks(cfg, cfg.patch_size, common.channels, common.num_classes)
     generator = nets.generator.to(device, memory_format=memory_format)
     discriminator = nets.discriminator.to(device, memory_format=memory_format)
     g_opt, d_opt = build_optimizers(generator, discriminator, cfg)
@@ -227,8 +251,9 @@ def build_run(cfg: AugmentConfig, common: CommonConfig, train: pairs.PairTensors
     loss = GanLoss(nets.task, build_gan_objective(cfg.objective), stab.penalties, stab.instance_noise,
                    stab.pool, device, dtype)
     parts = GanParts(generator, discriminator, g_opt, d_opt, Ema(generator, cfg.ema_decay))
-    sampler = PairSampler(train.images, train.masks, common.num_classes, cfg.batch_size, common.seed,
-                          device, augment=cfg.augment_real, channels_last=channels_last)
+    sampler = PairSampler(train.images, train.masks, common.num_classes, cfg.batch_size, common.seed, device,
+                          cfg.patch_size, cfg.foreground_share, augment=cfg.augment_real,
+                          channels_last=channels_last)
     return BuiltRun(parts=parts, loss=loss, sampler=sampler, constraints=stab.constraints,
                     generator_config=nets.generator_config, memory_format=memory_format)
 
@@ -245,8 +270,8 @@ def report_event(event: dict) -> None:
 class SampleGrids:
     """``on_sample(step, generator)``: a grid of the same masks (or noise) at every call.
 
-    pix2pix: the first ``grid_samples`` training masks, with the generated and the real image
-    under each. dcgan: fixed noise, the generated mask above its image.
+    pix2pix: a fixed patch of each of the first ``grid_samples`` training pairs (its mask, the
+    generated and the real image). dcgan: fixed noise, the generated mask above its image.
     """
 
     def __init__(self, cfg: AugmentConfig, common: CommonConfig, train, device, dtype, memory_format,
@@ -255,8 +280,8 @@ class SampleGrids:
         self.device, self.dtype, self.memory_format = device, dtype, memory_format
         self.folder, self.tracker = Path(folder), tracker
         count = min(cfg.grid_samples, len(train))
-        self.labels = train.masks[:count]
-        self.real = train.images[:count]
+        self.real, self.labels = fixed_patches(train.images[:count], train.masks[:count], cfg.patch_size,
+                                               cfg.foreground_share, common.seed)
         self.noise = noise_for(range(cfg.grid_samples), cfg.dcgan.latent_dim, common.seed + 7919)
 
     def __call__(self, step: int, generator: torch.nn.Module) -> None:
@@ -289,7 +314,7 @@ def register_generator(tracker, generator, models: Path, cfg: AugmentConfig, com
     """Log the EMA generator and register it as a new version of ``ganseg-generator``."""
     if not tracker.active:
         return None
-    size = common.image_size
+    size = cfg.patch_size
     if cfg.model == "pix2pix":
         example = -np.ones((1, mask_channels(common.num_classes), size, size), dtype=np.float32)
     else:
@@ -311,7 +336,8 @@ def register_generator(tracker, generator, models: Path, cfg: AugmentConfig, com
 def synthesise(cfg: AugmentConfig, common: CommonConfig, train, generator, device, dtype, memory_format):
     if cfg.model == "pix2pix":
         settings = MaskSamplerSettings(**cfg.mask_sampler.model_dump())
-        sampler = MaskSampler(train.masks.numpy(), settings, common.seed)
+        pool = mask_patches(train.masks, cfg.patch_size, cfg.foreground_share, common.seed)
+        sampler = MaskSampler(pool.labels, settings, common.seed, pool.sources)
         return list(pix2pix_pairs(generator, sampler, cfg.num_samples, common.num_classes, device, dtype,
                                   memory_format=memory_format))
     return list(dcgan_pairs(generator, cfg.num_samples, cfg.dcgan.latent_dim, common.channels,
@@ -353,17 +379,18 @@ def write_pairs(folder: Path, synthetic, manifest: pd.DataFrame, num_classes: in
     manifest.to_csv(folder / pairs.MANIFEST, index=False)
 
 
-def image_quality(cfg: AugmentConfig, common: CommonConfig, real: torch.Tensor, fake: torch.Tensor,
+def image_quality(cfg: AugmentConfig, common: CommonConfig, real: list[torch.Tensor], fake: torch.Tensor,
                   device) -> dict:
-    """FID and KID of the synthetic vs the real training images, both drawn to one N (printed,
-    with a stderr warning below 2048: ``ganseg.metrics.image_quality``)."""
+    """FID and KID of the synthetic vs the real training images, both drawn to one N and one
+    scale, a crop of the synthetic size from each real image (printed, with a stderr warning
+    below 2048: ``ganseg.metrics.image_quality``)."""
     if not cfg.quality.fid_kid:
         return {"fid": None, "kid": None, "fid_kid_note": "switched off (augment.quality.fid_kid: false)"}
-    from ganseg.metrics.image_quality import compute_fid_kid, equal_n, seeded_subset, small_n_warning
+    from ganseg.metrics.image_quality import compute_fid_kid, equal_n, seeded_crops, seeded_subset, small_n_warning
     from ganseg.metrics.inception import load_feature_extractor
 
     n = equal_n(len(real), len(fake), max_images=cfg.quality.max_images)
-    real = seeded_subset(real, n, common.seed)
+    real = seeded_crops(real, n, tuple(fake.shape[-2:]), common.seed)
     fake = seeded_subset(fake, n, common.seed + 1)
     result = compute_fid_kid(
         real, fake, load_feature_extractor(None, device=device), batch_size=cfg.quality.batch_size,
@@ -397,13 +424,14 @@ def consistency(cfg: AugmentConfig, common: CommonConfig, train, val, synth_imag
 
     segmenter = train_reference_segmenter(
         train.images, train.masks, common.num_classes, steps, cfg.consistency.base_channels,
-        cfg.consistency.batch_size, cfg.consistency.lr, common.seed, device,
+        cfg.consistency.batch_size, cfg.consistency.lr, common.seed, device, cfg.patch_size, cfg.foreground_share,
     )
-    result = mask_consistency(
-        segmenter, synth_images, synth_labels,
-        val.images if val is not None else None, val.masks if val is not None else None,
-        common.num_classes, device, steps,
-    )
+    reference_images, reference_labels = None, None
+    if val is not None:  # the synthetic pairs' scale: one fixed patch per real val pair
+        reference_images, reference_labels = fixed_patches(val.images, val.masks, cfg.patch_size,
+                                                           cfg.foreground_share, common.seed)
+    result = mask_consistency(segmenter, synth_images, synth_labels, reference_images, reference_labels,
+                              common.num_classes, device, steps)
     return {"mask_consistency": {
         "dice": round(result.mask_consistency_dice, 6),
         "reference_val_dice": None if result.reference_dice is None else round(result.reference_dice, 6),

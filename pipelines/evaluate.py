@@ -12,6 +12,10 @@ Reads the ``common`` and ``evaluate`` blocks, ``<prepared>/{train,val,test}``, `
   ``overlays/<variant>.png`` (best and worst test predictions), ``quality.json``,
   ``config.json``.
 
+Every test image is segmented at its own size by the one sliding window (windows of the
+model's patch size) and scored inside its region of interest: pixels whose mask is IGNORE
+count in no metric. Each image is checked to fit in memory before any is segmented.
+
 The files describe results and the registry's state, never the time or what this particular
 run changed, so a forced re-run on the same inputs rewrites identical bytes.
 
@@ -36,12 +40,12 @@ import typer
 from ganseg import io
 from ganseg.config.common import CommonConfig
 from ganseg.config.evaluate import EvaluateConfig
-from ganseg.data.pairs import PairTensors, load_pairs
+from ganseg.data.pairs import PairTensors, load_pairs, read_manifest
 from ganseg.data.provenance import RECORD_KEY, content_hashes, seen_in
 from ganseg.errors import DataError
 from ganseg.evaluation import overlays
 from ganseg.evaluation.bootstrap import mean_interval, paired_difference, resample_counts
-from ganseg.evaluation.inference import predict_probabilities, probabilities_to_labels
+from ganseg.evaluation.inference import check_images_fit, predict_labels
 from ganseg.evaluation.models import SegmentationModel, load_model
 from ganseg.evaluation.promotion import Candidate, ChampionScore, PromotionRule, decide_and_apply
 from ganseg.evaluation.report import Evaluation, metrics_dict, render_markdown
@@ -77,12 +81,16 @@ def evaluate(
         paths, missing = locate_models(models, cfg)
         test = load_pairs(prepared / "test", common.channels, common.num_classes)
         test_images = content_hashes(prepared / "test")
+        test_files = image_files(prepared / "test")
         loaded = {variant: load_checked(path, common, device, dtype, ctx.root) for variant, path in paths.items()}
+        for model in loaded.values():  # a test image too large for memory stops the stage before any work
+            check_images_fit(model, test.images, test_files)
         identical = identical_models(loaded)
-        predicted: dict[str, torch.Tensor] = {}
+        predicted: dict[str, list[torch.Tensor]] = {}  # variant -> uint8 (H, W) labels per test image
         for variant, model in loaded.items():  # a model with the same weights as an earlier one predicts alike
             twin = identical.get(variant)
-            predicted[variant] = predicted[twin] if twin else predict_labels(model, test.images, cfg)
+            predicted[variant] = predicted[twin] if twin else predict_labels(
+                model, test.images, cfg.batch_size, cfg.threshold, names=test_files)
         scores = {variant: score_images(labels, test.masks, common.num_classes) for variant, labels in predicted.items()}
         counts = resample_counts(len(test), cfg.bootstrap.resamples, common.seed)
         comparison = compare(test.ids, scores, cfg.baseline, counts, cfg.bootstrap.confidence)
@@ -115,6 +123,12 @@ def evaluate(
         write_outputs(evaluation, test, predicted, cfg, report, reports, metrics, ctx.save_resolved_config)
         log_run(ctx.tracker, evaluation, versions, metrics, report, reports, timings)
         print_summary(evaluation, timings, report)
+
+
+# -- data --------------------------------------------------------------------------------------
+def image_files(folder: Path) -> list[str]:
+    """The image file of every pair of a pair folder, in manifest order: what errors name."""
+    return [(Path(folder) / image).as_posix() for image in read_manifest(folder)["image"]]
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -177,11 +191,6 @@ def _kept_start(model: SegmentationModel) -> bool:
     return bool((model.config or {}).get("started_from"))
 
 
-def predict_labels(model: SegmentationModel, images: torch.Tensor, cfg: EvaluateConfig) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> uint8 labels (N, H, W), whole images as at training time."""
-    return probabilities_to_labels(predict_probabilities(model, images, cfg.batch_size), cfg.threshold)
-
-
 # -- synthetic data ------------------------------------------------------------------------------
 def judge_synthetic(
     evaluation: Evaluation,
@@ -202,19 +211,16 @@ def judge_synthetic(
         return
     fake = load_pairs(synthetic, common.channels, common.num_classes)
     real = load_pairs(prepared / "train", common.channels, common.num_classes)
-    held_out = [load_pairs(prepared / split, common.channels, common.num_classes).images
-                for split in ("val", "test") if (prepared / split / "manifest.csv").is_file()]
-    quality = image_quality(
-        real.images, fake.images, torch.cat(held_out) if held_out else None,
-        cfg.synthetic_quality, common.seed, device,
-    )
+    held_out = [image for split in ("val", "test") if (prepared / split / "manifest.csv").is_file()
+                for image in load_pairs(prepared / split, common.channels, common.num_classes).images]
+    quality = image_quality(real.images, fake.images, held_out or None, cfg.synthetic_quality, common.seed, device)
     warning = small_n_warning(quality.n, "evaluate")
     if warning:
         print(warning, file=sys.stderr)
     if baseline_model is None:
         quality.not_computed["mask consistency"] = f"needs the '{cfg.baseline}' model (evaluate.baseline), not evaluated"
     else:
-        labels = predict_labels(baseline_model, fake.images, cfg)
+        labels = predict_labels(baseline_model, fake.images, cfg.batch_size, cfg.threshold, names=image_files(synthetic))
         dice = score_images(labels, fake.masks, common.num_classes)["dice"]
         counts = resample_counts(len(fake), cfg.bootstrap.resamples, common.seed + 1)
         evaluation.mask_consistency = {"dice": mean_interval(dice, counts, cfg.bootstrap.confidence)}
@@ -252,7 +258,7 @@ def update_registry(
             seen = seen_in((champion.config or {}).get(RECORD_KEY), test_images)
             if seen != 0:  # never scored on images it learned from (or might have)
                 return ChampionScore(seen_test_images=seen)
-            labels = predict_labels(champion, test.images, cfg)
+            labels = predict_labels(champion, test.images, cfg.batch_size, cfg.threshold)
             champion_dice = score_images(labels, test.masks, common.num_classes)["dice"]
             difference = paired_difference(comparison.scores[best]["dice"], champion_dice, counts,
                                            cfg.bootstrap.confidence)
@@ -277,7 +283,7 @@ def update_registry(
 def write_outputs(
     evaluation: Evaluation,
     test: PairTensors,
-    predicted: dict[str, torch.Tensor],
+    predicted: dict[str, list[torch.Tensor]],
     cfg: EvaluateConfig,
     report: Path,
     reports: Path,
@@ -317,8 +323,9 @@ def _relative(folder: Path, start: Path) -> str:
 
 
 def draw_best_and_worst(
-    variant: str, comparison: Comparison, test: PairTensors, labels: torch.Tensor, count: int, path: Path
+    variant: str, comparison: Comparison, test: PairTensors, labels: list[torch.Tensor], count: int, path: Path
 ) -> None:
+    """Each image at its own size, its error overlay (outside the region of interest: grey)."""
     from ganseg.evaluation import charts
 
     dice = comparison.scores[variant]["dice"]
@@ -331,7 +338,8 @@ def draw_best_and_worst(
         for index in indices:
             image = test.images[index].permute(1, 2, 0).numpy()  # (H, W, C)
             picture = overlays.error_overlay(image, labels[index].numpy(), test.masks[index].numpy())
-            cells.append((picture, f"{_short_id(test.ids[index])}\nDice {dice[index]:.3f}"))
+            height, width = picture.shape[:2]
+            cells.append((picture, f"{_short_id(test.ids[index])} ({height}x{width})\nDice {dice[index]:.3f}"))
         rows.append((row, cells))
     charts.image_grid(rows, path, f"{variant}: best and worst test predictions by Dice")
 

@@ -37,6 +37,7 @@ from ganseg import io
 from ganseg.config.common import CommonConfig
 from ganseg.config.finetune import FinetuneConfig, UnlabeledConfig
 from ganseg.data.pairs import PairTensors, load_images, load_split, pairs_digest
+from ganseg.data.patches import PatchPlan
 from ganseg.data.provenance import RECORD_KEY, training_record
 from ganseg.errors import ConfigError, DataError
 from ganseg.finetune.discriminator import build_discriminator
@@ -102,7 +103,6 @@ def finetune(
 def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, paths: dict[str, Path],
               outputs: segmenter.OutputPaths, progress: bool | None) -> None:
     started = time.perf_counter()
-    cfg.check_against(common.image_size)
     device = select_device(common.device)
     dtype = select_precision(common.precision, device)
     deterministic = device.type == "cpu"
@@ -113,8 +113,11 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     label = f"finetune[{variant}]"
 
     # -- data: decoded once, kept as uint8 tensors ------------------------------------------
-    train_pairs = load_split(paths["data"] / "train", common.channels, common.num_classes, common.image_size)
-    val = load_split(paths["data"] / "val", common.channels, common.num_classes, common.image_size)
+    train_pairs = load_split(paths["data"] / "train", common.channels, common.num_classes)
+    val = load_split(paths["data"] / "val", common.channels, common.num_classes)
+    start_file = read_model_file(paths["start"])
+    patch = finetune_patch(cfg, start_file, paths["start"])
+    cfg.check_against(patch)
     labeled, hidden = split_labeled(train_pairs, cfg.unlabeled.labeled_fraction, common.seed)
     pool, pool_source = (
         unlabeled_pool(cfg.unlabeled, paths["unlabeled"], train_pairs, hidden, common)
@@ -129,7 +132,8 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     )
     sampler = EpochSampler(num_real=len(labeled), seed=common.seed)
     loader = DataLoader(
-        PairDataset(labeled.images, labeled.masks, build_augmentation(cfg.augmentation)),
+        PairDataset(labeled.images, labeled.masks, build_augmentation(cfg.augmentation),
+                    PatchPlan.for_masks(labeled.masks, patch, cfg.foreground_share, seed=common.seed)),
         batch_size=cfg.batch_size,
         sampler=sampler,
         num_workers=cfg.num_workers,
@@ -141,7 +145,6 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     )
 
     # -- networks: the starting U-Net and a fresh discriminator ------------------------------
-    start_file = read_model_file(paths["start"])
     unet_config = unet_config_from_dict(start_file["config"])
     check_start_model(paths["start"], start_file, unet_config, common)
     unet = build_unet(unet_config)
@@ -182,7 +185,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     if pool is not None:
         semi = SemiSupervisedLoss(gan_loss, cfg.unlabeled.adv_weight, cfg.unlabeled.self_training_weight,
                                   cfg.unlabeled.confidence_threshold)
-        unlabeled_batches = UnlabeledBatches(pool, cfg.unlabeled.batch_size or cfg.batch_size, common.seed)
+        unlabeled_batches = UnlabeledBatches(pool, cfg.unlabeled.batch_size or cfg.batch_size, common.seed, patch)
     step = AdversarialStep(
         unet, discriminator, gan_loss, g_optimizer, d_optimizer,
         scaler=scaler,
@@ -197,12 +200,12 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
 
     def validate() -> dict[str, float]:
         return evaluate_dice(unet, val.images, val.masks, num_classes=common.num_classes, device=device,
-                             dtype=dtype, batch_size=cfg.val_batch_size, criterion=criterion,
+                             dtype=dtype, batch_size=cfg.val_batch_size, tile=patch, criterion=criterion,
                              memory_format=memory_format)
 
     def save_best(current: TrainState) -> None:
-        save_unet(manager.best_path, unet, common.image_size, {
-            "variant": variant, "epoch": current.best_epoch, "val_dice": current.best_metric,
+        save_unet(manager.best_path, unet, patch, {
+            "variant": variant, "epoch": current.best_epoch, "val_dice": current.best_metric, "patch_size": patch,
         })
 
     # -- resume, or score the starting model: the bar fine-tuning has to beat ---------------
@@ -254,7 +257,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     best = start_file if kept_start else read_model_file(manager.best_path)
     unet.load_state_dict(best["state_dict"])
     final = validate()
-    best = {**best, "image_size": common.image_size, "meta": {
+    best = {**best, "image_size": patch, "meta": {
         **best.get("meta", {}), "variant": variant, "epoch": state.best_epoch, "val_dice": final["val/dice"],
         "started_from": str(paths["start"]), "start_val_dice": start_scores["val/dice"], "kept_start": kept_start,
     }}
@@ -286,7 +289,8 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     }
     version = segmenter.publish_segmenter(
         ctx, variant=variant, paths=outputs, unet=unet, model_file=best,
-        config={"unet": unet_config.as_dict(), **resolved, "variant": variant, "started_from": str(paths["start"])},
+        config={"unet": unet_config.as_dict(), **resolved, "variant": variant, "started_from": str(paths["start"]),
+                "patch_size": patch},
         trained_on=trained_on, summary=summary, history=state.history, val=val, overlay_images=cfg.overlay_images,
         device=device, dtype=dtype,
         metrics={"best/val_dice": final["val/dice"], "start/val_dice": start_scores["val/dice"],
@@ -294,7 +298,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
                  "best/kept_start": float(kept_start), "run/wall_time_s": wall},
         tags={"val_dice": f"{final['val/dice']:.4f}", "best_epoch": state.best_epoch,
               "kept_start": str(kept_start).lower(), "started_from": str(paths["start"])},
-        manager=manager,
+        manager=manager, tile=patch,
     )
     outcome = (f"kept the starting weights (no epoch beat {start_scores['val/dice']:.4f})" if kept_start
                else f"best epoch {state.best_epoch}/{state.epoch}")
@@ -312,15 +316,16 @@ def split_labeled(pairs: PairTensors, fraction: float, seed: int) -> tuple[PairT
     chosen, hidden_index = order[:keep].sort().values, order[keep:].sort().values
 
     def subset(index: torch.Tensor) -> PairTensors:
-        return PairTensors(ids=[pairs.ids[i] for i in index.tolist()], images=pairs.images[index],
-                           masks=pairs.masks[index])
+        chosen = index.tolist()
+        return PairTensors(ids=[pairs.ids[i] for i in chosen], images=[pairs.images[i] for i in chosen],
+                           masks=[pairs.masks[i] for i in chosen])
 
     return subset(chosen), (subset(hidden_index) if len(hidden_index) else None)
 
 
 def unlabeled_pool(cfg: UnlabeledConfig, folder: Path, train_pairs: PairTensors, hidden: PairTensors | None,
-                   common: CommonConfig) -> tuple[torch.Tensor, str]:
-    """The unlabeled images (uint8 (N, C, H, W)) and where they came from (see UnlabeledConfig)."""
+                   common: CommonConfig) -> tuple[list[torch.Tensor], str]:
+    """The unlabeled images (uint8 (C, H, W) each, any size) and where they came from (see UnlabeledConfig)."""
     has_folder = (folder / "manifest.csv").is_file()
     if cfg.source == "folder" and not has_folder:
         raise DataError(
@@ -330,12 +335,8 @@ def unlabeled_pool(cfg: UnlabeledConfig, folder: Path, train_pairs: PairTensors,
     if cfg.source == "train" or (cfg.source == "auto" and not has_folder):
         return train_pairs.images, "train images, labels hidden"
     _, images = load_images(folder, common.channels)
-    side = tuple(images.shape[-2:])
-    if side != (common.image_size, common.image_size):
-        raise DataError(f"{folder}: images are {side[0]}x{side[1]} but common.image_size is "
-                        f"{common.image_size} (re-run prepare: dvc repro prepare)")
     if hidden is not None:
-        return torch.cat([images, hidden.images]), f"{folder} + train images with hidden labels"
+        return images + hidden.images, f"{folder} + train images with hidden labels"
     return images, str(folder)
 
 
@@ -346,9 +347,15 @@ def check_start_model(path: Path, model_file: dict, unet_config, common: CommonC
     if unet_config.num_classes != common.num_classes:
         raise DataError(f"{path}: model predicts num_classes={unet_config.num_classes} but "
                         f"common.num_classes is {common.num_classes}; retrain it (dvc repro train)")
-    trained_at = model_file.get("image_size")
-    if trained_at is not None and trained_at != common.image_size:
-        raise DataError(f"{path}: model was trained at {trained_at} px but common.image_size is "
-                        f"{common.image_size}; retrain it (dvc repro train)")
+
+
+def finetune_patch(cfg: FinetuneConfig, model_file: dict, path: Path) -> int:
+    """finetune.patch_size, or (auto) the patch the starting model was trained at."""
+    if cfg.patch_size != "auto":
+        return cfg.patch_size
+    trained_at = model_file.get("meta", {}).get("patch_size") or model_file.get("image_size")
+    if trained_at is None:
+        raise DataError(f"{path}: the model file does not say the patch it was trained at; set finetune.patch_size")
+    return int(trained_at)
 
 

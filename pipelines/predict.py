@@ -4,7 +4,7 @@
     python -m pipelines predict --model models/unet_real.pt --input DIR --output DIR
 
 Reads the ``common`` (device, precision) and ``predict`` blocks. Images larger than the tile
-(by default the size the model was trained at) are segmented by the sliding window every stage
+(by default the patch size the model was trained on) are segmented by the sliding window every stage
 uses (``ganseg.inference``: overlapping tiles, Gaussian blending), never squashed. Writes,
 inside ``--output`` only:
 
@@ -66,7 +66,7 @@ def predict(
         check_output_dir(output_dir, input_dir)
         device = select_device(common.device)
         segmenter = load_model(model, device, select_precision(common.precision, device), registry_root=ctx.root)
-        tile = cfg.tile_size or segmenter.image_size or common.image_size
+        tile = cfg.tile_size or segmenter.patch_size or common.image_size
         # Decode everything first: a bad or too large file stops the command before anything is written.
         check_inputs(inputs, segmenter.in_channels, segmenter.num_classes, tile, cfg.scale)
         make_output_dir(output_dir)

@@ -1,7 +1,13 @@
-"""Stage ``prepare``: ingest pairs, validate them, split them, write them at the working size.
+"""Stage ``prepare``: ingest pairs, validate them, split them, write them at their working size.
+
+Images keep their own size by default (``prepare.resize_mode: native``, optionally every image
+scaled by ``prepare.scale``, aspect ratio kept); ``resize`` and ``pad_crop`` bring every image to
+``common.image_size`` square instead. An optional region of interest per pair
+(``prepare.folder.roi_dir``, named as the masks) is written beside the pair and travels with it.
 
 Reads the ``common`` and ``prepare`` blocks. Writes, all or nothing:
-- ``<out>/{train,val,test}/`` pair folders (PNG images and masks + ``manifest.csv``), an
+- ``<out>/{train,val,test}/`` pair folders (PNG images, masks, regions of interest +
+  ``manifest.csv``), an
   optional ``<out>/unlabeled/`` folder, and ``<out>/config.json`` (the resolved config);
 - ``<reports>/validation.json`` and ``<reports>/data_docs/`` (GX Data Docs HTML);
 - ``<metrics>``: counts and foreground statistics per split.
@@ -20,6 +26,7 @@ from typing import Annotated
 
 import numpy as np
 import pandas as pd
+import torch
 import typer
 
 from ganseg import io
@@ -29,11 +36,12 @@ from ganseg.data import pairs
 from ganseg.data.folder import PairPaths, list_images, pair_by_stem
 from ganseg.data.images import read_image
 from ganseg.data.masks import read_mask
-from ganseg.data.resize import fit_pair, pad_crop, resize_image
+from ganseg.data.resize import fit_pair, fit_roi, fit_unlabeled
 from ganseg.data.split import SPLITS, assign_splits
 from ganseg.data.synthetic import generate_pair
 from ganseg.data.validation import validate_manifest
 from ganseg.errors import DataError, GansegError
+from ganseg.planning import fingerprint
 from pipelines.stage import DebugOption, ParamsOption, run_stage
 
 app = typer.Typer(help="Ingest, validate (great-expectations) and split the image/mask pairs.")
@@ -54,7 +62,7 @@ def prepare(
         common, cfg = ctx.params.common, ctx.params.prepare
         records = synthetic_records(common, cfg) if cfg.source == "synthetic" else folder_records(common, cfg)
         manifest = pd.DataFrame([r["row"] for r in records])
-        arrays = {r["row"]["pair_id"]: (r["image"], r["mask"]) for r in records if r["image"] is not None}
+        arrays = {r["row"]["pair_id"]: (r["image"], r["mask"], r.get("roi")) for r in records if r["image"] is not None}
 
         test_ids = read_test_list(cfg.split.test_list) if cfg.split.test_list else None
         manifest["split"] = assign_splits(
@@ -84,6 +92,7 @@ def prepare(
             summary = summarise(manifest, len(unlabeled), len(report.warnings), cfg.source)
             with io.staged_dir(out) as staged:
                 write_splits(staged, manifest, arrays, common.num_classes)
+                write_fingerprint(staged / pairs.FINGERPRINT, manifest, arrays, common.num_classes)
                 if unlabeled:
                     write_unlabeled(staged / "unlabeled", unlabeled)
                 ctx.save_resolved_config(staged)
@@ -117,12 +126,28 @@ def synthetic_records(common: CommonConfig, cfg: PrepareConfig) -> list[dict]:
 
 def folder_records(common: CommonConfig, cfg: PrepareConfig) -> list[dict]:
     found = pair_by_stem(cfg.folder.images_dir, cfg.folder.masks_dir)
+    rois = list_images(cfg.folder.roi_dir, "roi") if cfg.folder.roi_dir else None
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
-        return list(pool.map(lambda p: _read_pair(p, common, cfg), found))
+        return list(pool.map(lambda p: _read_pair(p, common, cfg, rois), found))
 
 
-def _read_pair(paths: PairPaths, common: CommonConfig, cfg: PrepareConfig) -> dict:
-    image = mask = None
+def _read_roi(pair_id: str, rois: dict[str, Path], shape: tuple[int, int] | None) -> tuple[np.ndarray | None, str | None]:
+    """(region of interest as bool (H, W), or None; the error line, or None)."""
+    path = rois.get(pair_id)
+    if path is None:
+        return None, f"{pair_id}: no region of interest in prepare.folder.roi_dir (every pair needs one there)"
+    try:
+        inside = pairs.read_roi(path)
+    except DataError as exc:
+        return None, str(exc)
+    if shape is not None and inside.shape != shape:
+        return None, (f"{path}: region of interest is {inside.shape[0]}x{inside.shape[1]} but its image is "
+                      f"{shape[0]}x{shape[1]}")
+    return inside, None
+
+
+def _read_pair(paths: PairPaths, common: CommonConfig, cfg: PrepareConfig, rois: dict[str, Path] | None) -> dict:
+    image = mask = roi = None
     facts: dict = {}
     errors = []
     if paths.image is not None:
@@ -142,12 +167,19 @@ def _read_pair(paths: PairPaths, common: CommonConfig, cfg: PrepareConfig) -> di
         image,
         mask,
     )
+    if rois is not None:
+        roi, error = _read_roi(paths.pair_id, rois, image.shape[:2] if image is not None else None)
+        if error:
+            errors.append(error)
     row.update(source_mode=facts.get("mode"), source_channels=facts.get("source_channels"))
     row["read_error"] = "; ".join(errors) or None
-    fitted_image = fitted_mask = None
+    row["roi_fraction"] = float(roi.mean()) if roi is not None else np.nan
+    fitted_image = fitted_mask = fitted_roi = None
     if image is not None and mask is not None and image.shape[:2] == mask.shape:
-        fitted_image, fitted_mask = fit_pair(image, mask, common.image_size, cfg.resize_mode)
-    return {"row": row, "image": fitted_image, "mask": fitted_mask}
+        fitted_image, fitted_mask = fit_pair(image, mask, common.image_size, cfg.resize_mode, cfg.scale)
+        if roi is not None:
+            fitted_roi = fit_roi(roi, common.image_size, cfg.resize_mode, cfg.scale)
+    return {"row": row, "image": fitted_image, "mask": fitted_mask, "roi": fitted_roi}
 
 
 def _row(pair_id: str, image_path, mask_path, image, mask) -> dict:
@@ -189,15 +221,12 @@ def without_test_images(unlabeled: list[tuple[str, np.ndarray, str]], manifest: 
 
 
 def unlabeled_images(common: CommonConfig, cfg: PrepareConfig) -> list[tuple[str, np.ndarray, str]]:
-    """(id, image at the working size, content hash of the source image) per unlabeled image."""
+    """(id, image at its working size, content hash of the source image) per unlabeled image."""
     found = list_images(cfg.folder.unlabeled_dir, "unlabeled")
 
     def fit(item: tuple[str, Path]) -> tuple[str, np.ndarray, str]:
         image, _ = read_image(item[1], common.channels)
-        digest = content_hash(image)
-        if cfg.resize_mode == "resize":
-            return item[0], resize_image(image, common.image_size), digest
-        return item[0], pad_crop(image, common.image_size, reflect=True), digest
+        return item[0], fit_unlabeled(image, common.image_size, cfg.resize_mode, cfg.scale), content_hash(image)
 
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
         return list(pool.map(fit, sorted(found.items())))
@@ -223,17 +252,37 @@ def write_splits(root: Path, manifest: pd.DataFrame, arrays: dict, num_classes: 
         rows = manifest[manifest["split"] == name].sort_values("pair_id").copy()
         rows["image"] = [f"images/{pid}.png" for pid in rows["pair_id"]]
         rows["mask"] = [f"masks/{pid}.png" for pid in rows["pair_id"]]
-        final_fg = []
+        rows["roi"] = [f"roi/{pid}.png" if arrays[pid][2] is not None else "" for pid in rows["pair_id"]]
+        final_fg, final_sizes = [], []
         for pair_id in rows["pair_id"]:
-            image, mask = arrays[pair_id]
+            image, mask, roi = arrays[pair_id]
             pairs.save_image(folder / "images" / f"{pair_id}.png", image)
             pairs.save_mask(folder / "masks" / f"{pair_id}.png", mask, num_classes)
+            if roi is not None:
+                (folder / "roi").mkdir(exist_ok=True)
+                pairs.save_roi(folder / "roi" / f"{pair_id}.png", roi)
             final_fg.append(float((mask > 0).mean()))
+            final_sizes.append(image.shape[:2])
         rows["foreground_fraction_final"] = final_fg
-        columns = ["pair_id", "image", "mask", "image_path", "mask_path", "image_height", "image_width",
-                   "source_mode", "source_channels", "foreground_fraction", "foreground_fraction_final",
-                   "content_hash"]
+        rows["height"] = [size[0] for size in final_sizes]
+        rows["width"] = [size[1] for size in final_sizes]
+        columns = ["pair_id", "image", "mask", "roi", "height", "width", "image_path", "mask_path", "image_height",
+                   "image_width", "source_mode", "source_channels", "foreground_fraction",
+                   "foreground_fraction_final", "content_hash"]
         rows[columns].to_csv(folder / pairs.MANIFEST, index=False)
+
+
+def write_fingerprint(path: Path, manifest: pd.DataFrame, arrays: dict, num_classes: int) -> None:
+    """The data fingerprint the segmenter's plan is made from (:mod:`ganseg.planning`): of the
+    pairs a model learns from (train and val), never the test pairs; pixels outside a region of
+    interest count as ignored."""
+    images, masks = [], []
+    for pair_id in manifest.loc[manifest["split"].isin(["train", "val"]), "pair_id"]:
+        image, mask, roi = arrays[pair_id]
+        labels = mask if roi is None else np.where(roi, mask, pairs.IGNORE).astype(np.uint8)
+        images.append(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
+        masks.append(torch.from_numpy(np.ascontiguousarray(labels)))
+    fingerprint(images, masks, num_classes).write(path)
 
 
 def write_unlabeled(folder: Path, images: list[tuple[str, np.ndarray, str]]) -> None:

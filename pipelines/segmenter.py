@@ -7,8 +7,12 @@ import :mod:`pipelines.stage`, so neither imports the other.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import torch
@@ -16,12 +20,14 @@ import typer
 from PIL import Image
 
 from ganseg import io
-from ganseg.data.pairs import PairTensors
+from ganseg.data.pairs import FINGERPRINT, PairTensors
 from ganseg.data.provenance import RECORD_KEY, TRAINED_ON_TAG
+from ganseg.inference import segment_each
 from ganseg.models.model_file import UNET_MODEL_NAME, bare_module
+from ganseg.planning import DatasetFingerprint, SegmenterPlan, describe_device, plan_segmenter
 from ganseg.training.checkpoint import CheckpointManager
-from ganseg.training.dice import logits_to_labels
 from ganseg.training.history import HistoryWriter, plot_history
+from ganseg.training.speed import measure_sample_seconds, measure_step_rate
 from ganseg.training.validation import overlay_grid, predict_logits
 
 ModelsOption = Annotated[Path, typer.Option(help="Folder for unet_<variant>.pt/.json.")]
@@ -70,11 +76,13 @@ def publish_segmenter(
     metrics: dict[str, float],
     tags: dict[str, Any],
     manager: CheckpointManager,
+    tile: int,
 ) -> str | None:
     """Write every output of a finished run, log it, register the model; returns its version.
 
     ``unet`` holds the weights of ``model_file`` (the published model); ``config`` is the JSON
-    written beside it, to which the training-image record is added.
+    written beside it, to which the training-image record is added; ``tile`` is the side it
+    was trained at (the sliding window's tile for the overlays).
     """
     model_path, config_path = paths.model_file(variant), paths.model_file(variant).with_suffix(".json")
     io.write_json(config_path, {**config, RECORD_KEY: trained_on})
@@ -83,8 +91,11 @@ def publish_segmenter(
     with io.staged_dir(paths.reports) as staged:
         shown = min(overlay_images, len(val))
         if shown:
-            logits = predict_logits(unet, val.images[:shown], device=device, dtype=dtype)
-            grid = overlay_grid(val.images[:shown], val.masks[:shown], logits_to_labels(logits))
+            network = bare_module(unet).eval()
+            probabilities = segment_each(network, val.images[:shown], tile=tile, num_classes=network_classes(config),
+                                         device=device, dtype=dtype)
+            labels = [probs_to_labels(probs) for probs in probabilities]
+            grid = overlay_grid(val.images[:shown], val.masks[:shown], labels)
             Image.fromarray(grid).save(staged / "val_overlays.png")
         plot_history(history, staged / "curves.png", title=f"{ctx.name} {variant}")
     io.write_json(paths.metrics, summary)
@@ -96,7 +107,7 @@ def publish_segmenter(
     tracker.log_artifact(paths.reports, "reports")
     tracker.log_artifact(paths.plots, "history")
     cpu_unet = bare_module(unet).to("cpu").eval()
-    example = val.images[:1]
+    example = val.images[0][None, :, :tile, :tile]  # a patch, not a whole (possibly huge) image
     version = tracker.log_model(
         cpu_unet,
         registered_name=UNET_MODEL_NAME,
@@ -108,6 +119,82 @@ def publish_segmenter(
     )
     manager.clear()
     return version
+
+
+# -- the plan -------------------------------------------------------------------------------
+PLANNED = ("patch_size", "batch_size", "steps", "val_interval")
+PLAN_FILE = "plan.json"
+RATE_PATCH = 128  # the shape the step rate is measured at, scaled to others by pixel count
+RATE_BATCH = 4
+
+
+def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criterion, make_optimizer, val: PairTensors,
+                  sample_dataset: Callable[[int], Any],
+                  manager: CheckpointManager, depth: int, common, device: torch.device, dtype: torch.dtype,
+                  memory_format: torch.memory_format, say, label: str) -> SegmenterPlan:
+    """Patch, batch, steps and validation interval of a run: the values set in params, the
+    ``auto`` ones planned (:func:`ganseg.planning.plan_segmenter`) from prepare's data
+    fingerprint, this device and a step rate measured on it. A resumed run keeps the plan its
+    checkpoint was trained with (a re-measured rate would change the step count mid-run)."""
+    explicit = {key: getattr(cfg, key) for key in PLANNED if getattr(cfg, key) != "auto"}
+    saved = manager.folder / PLAN_FILE
+    if cfg.resume and manager.last_path.is_file() and saved.is_file():
+        record = json.loads(saved.read_text())
+        if record.get("fingerprint") == manager.fingerprint:
+            plan = SegmenterPlan(**record["plan"])
+            say(f"{label}: the plan of the checkpoint being resumed\n{plan.describe()}")
+            return plan
+    epochs_mode = cfg.steps is None  # steps null: epochs of the loader, validated once per epoch
+    if epochs_mode:
+        explicit.update(steps=1, val_interval=1)  # placeholders: only patch and batch are planned
+    elif set(PLANNED) <= set(explicit):
+        return SegmenterPlan(**explicit, expected_minutes=0.0, reasons=dict.fromkeys(PLANNED, "set in params"))
+    fingerprint = DatasetFingerprint.read(Path(data) / FINGERPRINT)
+    budget = describe_device(device)
+    rate = None
+    if "steps" not in explicit:
+        patch = min(RATE_PATCH, explicit.get("patch_size", RATE_PATCH))
+        rate = measure_step_rate(model, criterion, make_optimizer, channels=common.channels,
+                                 num_classes=common.num_classes, patch=patch, batch=explicit.get("batch_size", RATE_BATCH),
+                                 device=device, dtype=dtype, memory_format=memory_format)
+        rate = dataclasses.replace(rate, sample_seconds=measure_sample_seconds(sample_dataset(patch)))
+        say(f"{label}: measured {rate.step_seconds:.3f} s per network step of {rate.batch} x {rate.patch} px patches "
+            f"on {device}, {rate.sample_seconds * 1000:.1f} ms to cut and augment one")
+    plan = plan_segmenter(
+        fingerprint, budget, depth=depth, base_width=cfg.model.base_width, budget_minutes=cfg.time_budget_minutes,
+        seconds_per_step=rate.seconds_per_step if rate else (lambda patch, batch: 0.0),
+        seconds_per_validation=(lambda patch, batch: rate.seconds_to_segment(covered_pixels(val.sizes, patch)))
+        if rate else 0.0,
+        explicit=explicit, key=block,
+    )
+    if epochs_mode:
+        plan = dataclasses.replace(plan, steps=None, val_interval=cfg.val_interval,
+                                   reasons={**plan.reasons, "steps": "null: epochs x batches per epoch",
+                                            "val_interval": "set in params" if cfg.val_interval else "one epoch"})
+    say(f"{label}: {plan.describe()}")
+    io.write_json(saved, {"fingerprint": manager.fingerprint, "plan": plan.as_dict()})
+    return plan
+
+
+def covered_pixels(sizes: list[tuple[int, int]], tile: int, overlap: float = 0.25) -> int:
+    """Pixels the sliding window feeds the network to segment images of ``sizes`` with square
+    tiles of ``tile`` (each axis: ceil((L - T) / step) + 1 windows, an axis under T padded to T)."""
+    step = max(1, int(tile * (1 - overlap)))
+    windows = 0
+    for height, width in sizes:
+        rows = 1 + max(0, math.ceil((height - tile) / step))
+        cols = 1 + max(0, math.ceil((width - tile) / step))
+        windows += rows * cols
+    return windows * tile * tile
+
+
+def network_classes(config: dict[str, Any]) -> int:
+    return int(config["unet"]["num_classes"])
+
+
+def probs_to_labels(probs: torch.Tensor) -> torch.Tensor:
+    """(K, H, W) probabilities -> (H, W) uint8 labels, as validation scores them."""
+    return (probs[0] > 0.5).to(torch.uint8) if probs.shape[0] == 1 else probs.argmax(dim=0).to(torch.uint8)
 
 
 def registered_note(version: str | None) -> str:

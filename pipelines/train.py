@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 from ganseg.config.common import CommonConfig
 from ganseg.config.train import TrainConfig
 from ganseg.data.pairs import PairTensors, load_split, pairs_digest
+from ganseg.data.patches import PatchPlan
 from ganseg.data.provenance import training_record
 from ganseg.errors import DataError
 from ganseg.models import UNetConfig, build_unet
@@ -108,37 +109,18 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     memory_format = memory_format_for(cfg.channels_last, device)
     say = (lambda text: print(text, file=sys.stderr)) if info.is_main else (lambda text: None)
 
-    # -- data: decoded once, kept as uint8 tensors ------------------------------------------
-    real = load_split(data / "train", common.channels, common.num_classes, common.image_size)
-    val = load_split(data / "val", common.channels, common.num_classes, common.image_size)
+    # -- data: decoded once, kept as uint8 tensors at their own sizes ------------------------
+    real = load_split(data / "train", common.channels, common.num_classes)
+    val = load_split(data / "val", common.channels, common.num_classes)
     # Which real images shape this model (the synthetic pairs are painted from the same training
     # images): stored with it, so that it is never scored on them (ganseg.data.provenance).
     trained_on = training_record({"train": data / "train", "val": data / "val"})
     pool = load_synthetic(synthetic, cfg.synthetic_ratio, common, say)
     mixed = pool is not None
-    images = torch.cat([real.images, pool.images]) if mixed else real.images
-    masks = torch.cat([real.masks, pool.masks]) if mixed else real.masks
-    sampler = EpochSampler(
-        num_real=len(real),
-        num_synthetic=len(pool) if mixed else 0,
-        synthetic_ratio=cfg.synthetic_ratio if mixed else 0.0,
-        seed=common.seed,
-        rank=info.rank,
-        world_size=info.world_size,
-    )
-    loader = DataLoader(
-        PairDataset(images, masks, build_augmentation(cfg.augmentation)),
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.num_workers,
-        persistent_workers=cfg.num_workers > 0,
-        pin_memory=device.type == "cuda",
-        # Its own generator: starting an epoch's iterator must not draw from the global RNG
-        # (dropout's), or a run resumed inside an epoch would not match an uninterrupted one.
-        generator=torch.Generator().manual_seed(common.seed),
-    )
+    images = real.images + pool.images if mixed else real.images
+    masks = real.masks + pool.masks if mixed else real.masks
 
-    # -- model and optimisation ------------------------------------------------------------
+    # -- model ------------------------------------------------------------------------------
     unet_config = UNetConfig(
         in_channels=common.channels,
         num_classes=common.num_classes,
@@ -154,11 +136,51 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         load_pretrained(model, cfg, say)
     model = model.to(device, memory_format=memory_format)
     criterion = SegmentationLoss(cfg.loss)
+
+    # -- the plan: patch, batch, steps; explicit params win, "auto" ones are planned --------
+    resolved = ctx.resolved_config()
+    fingerprint_key = config_fingerprint(resolved, variant, pairs_digest(real, val, pool), ignore=NOT_FINGERPRINTED)
+    manager = CheckpointManager(paths.checkpoints, fingerprint_key, config=resolved)
+    plan = segmenter.training_plan(
+        "train", cfg, data=data, model=model, criterion=criterion, val=val, manager=manager,
+        sample_dataset=lambda patch: PairDataset(images, masks, build_augmentation(cfg.augmentation),
+                                                 PatchPlan.for_masks(masks, patch, cfg.foreground_share)),
+        depth=unet_config.down_samplings, common=common, device=device, dtype=dtype, memory_format=memory_format,
+        make_optimizer=lambda m: build_optimizer(m.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay),
+        say=say, label=f"train[{variant}]",
+    )
+    ctx.tracker.log_params({f"plan/{key}": value for key, value in plan.as_params().items()})
+    patches = PatchPlan.for_masks(masks, plan.patch_size, cfg.foreground_share, seed=common.seed)
+    if patches.padded:
+        say(f"train[{variant}]: {len(patches.padded)} of {len(masks)} images are smaller than the "
+            f"{plan.patch_size} px patch; their patches are padded (the padding counts in no loss)")
+    sampler = EpochSampler(
+        num_real=len(real),
+        num_synthetic=len(pool) if mixed else 0,
+        synthetic_ratio=cfg.synthetic_ratio if mixed else 0.0,
+        seed=common.seed,
+        rank=info.rank,
+        world_size=info.world_size,
+    )
+    loader = DataLoader(
+        PairDataset(images, masks, build_augmentation(cfg.augmentation), patches),
+        batch_size=plan.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0,
+        pin_memory=device.type == "cuda",
+        # Its own generator: starting an epoch's iterator must not draw from the global RNG
+        # (dropout's), or a run resumed inside an epoch would not match an uninterrupted one.
+        generator=torch.Generator().manual_seed(common.seed),
+    )
+
+    # -- optimisation ------------------------------------------------------------------------
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
-    # The length in steps and the validation interval: epochs of the loader unless a step budget
-    # is set (a few dozen images make only a few steps per epoch). Schedules count validations.
-    plan = plan_steps(len(loader), cfg.epochs, cfg.steps, cfg.val_interval, "train")
-    scheduler = build_scheduler(optimizer, cfg.scheduler, plan.validations, cfg.plateau.patience, cfg.plateau.factor)
+    # The length in steps and the validation interval: the plan's step budget, or epochs of the
+    # loader when steps is null. Schedules count validations.
+    schedule = plan_steps(len(loader), cfg.epochs, plan.steps, plan.val_interval, "train")
+    scheduler = build_scheduler(optimizer, cfg.scheduler, schedule.validations, cfg.plateau.patience,
+                                cfg.plateau.factor)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     state = TrainState(
         modules={"unet": model},
@@ -168,12 +190,6 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         early_stopping=EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta),
     )
 
-    resolved = ctx.resolved_config()
-    manager = CheckpointManager(
-        paths.checkpoints,
-        config_fingerprint(resolved, variant, pairs_digest(real, val, pool), ignore=NOT_FINGERPRINTED),
-        config=resolved,
-    )
     if cfg.resume:
         found = manager.load()
         if found.checkpoint is not None:
@@ -186,12 +202,13 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
 
     def validate() -> dict[str, float]:
         return evaluate_dice(model, val.images, val.masks, num_classes=common.num_classes, device=device,
-                             dtype=dtype, batch_size=cfg.val_batch_size, criterion=criterion,
+                             dtype=dtype, batch_size=cfg.val_batch_size, tile=plan.patch_size, criterion=criterion,
                              memory_format=memory_format, dist_info=info)
 
     def save_best(current: TrainState) -> None:
-        save_unet(manager.best_path, model, common.image_size, {
+        save_unet(manager.best_path, model, plan.patch_size, {
             "variant": variant, "epoch": current.best_epoch, "val_dice": current.best_metric,
+            "patch_size": plan.patch_size,
         })
 
     history = HistoryWriter(paths.plots)
@@ -201,12 +218,12 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     say(f"train[{variant}]: {len(real)} real{mix} pairs per epoch, {len(val)} val; device {device}, "
         f"precision {str(dtype).removeprefix('torch.')}, {'channels_last' if memory_format == torch.channels_last else 'NCHW'}, "
         f"processes {info.world_size}, {sum(p.numel() for p in model.parameters()):,} parameters")
-    say(f"train[{variant}]: {plan.describe(cfg.batch_size)}")
+    say(f"train[{variant}]: {schedule.describe(plan.batch_size)}")
     fit(
         state,
         epochs=cfg.epochs,
-        steps=plan.steps,
-        interval=plan.interval,
+        steps=schedule.steps,
+        interval=schedule.interval,
         loader=loader,
         train_step=step,
         validate=validate,
@@ -227,7 +244,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     best = read_model_file(manager.best_path)
     bare_module(model).load_state_dict(best["state_dict"])
     final = evaluate_dice(model, val.images, val.masks, num_classes=common.num_classes, device=device,
-                          dtype=dtype, batch_size=cfg.val_batch_size, criterion=criterion,
+                          dtype=dtype, batch_size=cfg.val_batch_size, tile=plan.patch_size, criterion=criterion,
                           memory_format=memory_format)
     best_row = next(row for row in state.history if row["epoch"] == state.best_epoch)
     wall = time.perf_counter() - started
@@ -237,6 +254,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         "train": {"loss": round(best_row["train/loss"], 6)},
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch,
+        "plan": plan.as_params(),
         "stopped_early": state.stopped_early,
         "data": {"real_pairs": len(real), "val_pairs": len(val),
                  "synthetic_pool": len(pool) if mixed else 0,
@@ -247,11 +265,13 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     }
     version = segmenter.publish_segmenter(
         ctx, variant=variant, paths=paths, unet=model, model_file=best,  # the best epoch's file, as saved
-        config={"unet": unet_config.as_dict(), **resolved, "variant": variant}, trained_on=trained_on,
+        config={"unet": unet_config.as_dict(), **resolved, "variant": variant, "patch_size": plan.patch_size,
+                "plan": plan.as_params()}, trained_on=trained_on,
         summary=summary, history=state.history, val=val, overlay_images=cfg.overlay_images, device=device,
         dtype=dtype, metrics={"best/val_dice": final["val/dice"], "best/epoch": state.best_epoch,
                               "run/wall_time_s": wall},
         tags={"val_dice": f"{final['val/dice']:.4f}", "best_epoch": state.best_epoch}, manager=manager,
+        tile=plan.patch_size,
     )
     print(f"train[{variant}]: val Dice {final['val/dice']:.4f} (epoch {state.best_epoch}/{state.epoch}"
           f"{', stopped early' if state.stopped_early else ''}) in {wall:.0f}s -> {paths.model_file(variant)}"
@@ -272,7 +292,7 @@ def load_synthetic(folder: Path | None, ratio: float, common: CommonConfig, say)
             f"{folder}: no synthetic pairs (manifest.csv missing); run the augment stage "
             "(dvc repro augment) or set train.synthetic_ratio: 0"
         )
-    return load_split(folder, common.channels, common.num_classes, common.image_size)
+    return load_split(folder, common.channels, common.num_classes)
 
 
 def load_pretrained(model: torch.nn.Module, cfg: TrainConfig, say) -> None:

@@ -176,7 +176,7 @@ def test_registered_model_loads_from_its_uri_without_unpickling(tmp_path, regist
     images = torch.rand(2, 1, 32, 32)
     torch.testing.assert_close(loaded.logits(images), from_file.logits(images))
     torch.testing.assert_close(by_number.logits(images), from_file.logits(images))
-    assert loaded.registry_version.version == version and loaded.image_size == 32
+    assert loaded.registry_version.version == version and loaded.patch_size == 32
     with pytest.raises(TrackingError, match="no such model or alias"):
         load_model(f"models:/{MODEL_NAME}@nobody", torch.device("cpu"))
 

@@ -77,7 +77,7 @@ class TinyRun:
                             self.stabilisers.penalties, self.stabilisers.instance_noise, self.stabilisers.pool)
         self.parts = GanParts(nets.generator, nets.discriminator, self.g_opt, self.d_opt,
                               Ema(nets.generator, cfg.ema_decay))
-        self.sampler = PairSampler(images, labels, num_classes, cfg.batch_size, seed, torch.device("cpu"))
+        self.sampler = PairSampler(images, labels, num_classes, cfg.batch_size, seed, torch.device("cpu"), SIZE)
         self.checkpointer = CheckpointManager(Path(folder) / "checkpoints", "test")
         self.logged: list[tuple[str, float, int]] = []
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from ganseg.data.pairs import IGNORE
 from ganseg.gan.consistency import mask_consistency, train_reference_segmenter
 
 from .conftest import toy_pairs
@@ -44,7 +45,18 @@ def test_images_that_match_their_masks_score_one_and_a_blind_segmenter_zero():
 def test_reference_segmenter_learns_the_toy_nuclei():
     images, labels = toy_pairs(12)
     model = train_reference_segmenter(images, labels, 1, steps=40, base_width=8, batch_size=4, lr=3e-3,
-                                      seed=0, device=CPU)
+                                      seed=0, device=CPU, patch_size=32)
     result = mask_consistency(model, images, labels, None, None, 1, CPU, steps=40)
     assert result.mask_consistency_dice > 0.5  # on its own training pairs after 40 steps
     assert not model.training
+
+
+def test_ignored_pixels_count_in_no_dice():
+    labels = torch.zeros(2, 8, 8, dtype=torch.uint8)
+    labels[:, 2:5, 3:6] = 1
+    images = (labels * 255).unsqueeze(1)
+    ignored = labels.clone()
+    ignored[:, :, 6:] = IGNORE
+    images[:, 0, :, 6:] = 255  # the segmenter sees foreground where the truth is ignored
+    result = mask_consistency(ThresholdSegmenter(), images, ignored, None, None, 1, CPU, steps=0)
+    assert result.mask_consistency_dice == pytest.approx(1.0)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from ganseg.gan.mask_sampler import MaskSampler, MaskSamplerSettings, paste_objects
+from ganseg.data.pairs import IGNORE
+from ganseg.gan.mask_sampler import PATCHES_PER_MASK, MaskSampler, MaskSamplerSettings, mask_patches, paste_objects
 
 from .conftest import toy_pairs
 
@@ -54,3 +56,22 @@ def test_paste_objects_keeps_a_margin_and_reports_the_count():
     assert np.array_equal(out[:10], target[:10])
     full = np.ones((20, 20), np.uint8)
     assert paste_objects(full, donor, 2, np.random.default_rng(0))[1] == 0
+
+
+def test_mask_patches_of_mixed_sizes_feed_the_sampler_and_name_their_source():
+    masks = [torch.zeros(40, 90, dtype=torch.uint8), torch.zeros(20, 24, dtype=torch.uint8),
+             torch.zeros(200, 300, dtype=torch.uint8)]
+    masks[0][10:14, 80:84] = 1
+    masks[1][:, :3] = IGNORE  # outside a region of interest
+    masks[2][100:104, 100:104] = 1
+    pool = mask_patches(masks, 32, foreground_share=1.0, seed=0)
+    # As many windows as 32 px tiles would cover each mask, at most PATCHES_PER_MASK.
+    assert np.bincount(pool.sources).tolist() == [2 * 3, 1, PATCHES_PER_MASK]
+    assert pool.labels.shape == (len(pool.sources), 32, 32) and IGNORE not in pool.labels
+    assert all(pool.labels[pool.sources == index].any(axis=(1, 2)).all() for index in (0, 2))  # centred on nuclei
+    again = mask_patches(masks, 32, foreground_share=1.0, seed=0)
+    assert np.array_equal(again.labels, pool.labels)
+    sampler = MaskSampler(pool.labels, MaskSamplerSettings(paste_p=1.0), seed=1, sources=pool.sources)
+    samples = [sampler.sample(i) for i in range(10)]
+    assert all(s.labels.shape == (32, 32) for s in samples)
+    assert {s.source_index for s in samples} <= {0, 1, 2} and {s.donor_index for s in samples} <= {0, 1, 2}

@@ -11,6 +11,7 @@ import torch
 from scipy import ndimage
 from torchmetrics.functional.segmentation import hausdorff_distance
 
+from ganseg.data.pairs import IGNORE
 from ganseg.metrics.boundary import hausdorff_per_image, hd95_per_image, mask_outline
 
 
@@ -115,3 +116,43 @@ def test_hd95_is_robust_to_one_outlier_pixel_unlike_hausdorff():
     pred[0, 2, 2] = 1  # one stray pixel far away
     assert hausdorff_per_image(pred, target, 1, percentile=100).item() > 20
     assert hd95_per_image(pred, target, 1).item() == 0.0
+
+
+def test_predictions_outside_the_region_of_interest_do_not_move_hd():
+    target = torch.zeros(1, 20, 30, dtype=torch.uint8)
+    target[0, 4:10, 4:10] = 1
+    pred = target.clone()
+    pred[0, 4:10, 10] = 1  # one column too wide: Hausdorff 1 inside the region
+    target[0, :, 20:] = IGNORE  # region of interest: columns 0..19
+    alone = hausdorff_per_image(pred, target, 1, percentile=100).item()
+    pred[0, 2:18, 22:28] = 1  # a large false object, outside the region
+    assert hausdorff_per_image(pred, target, 1, percentile=100).item() == alone == pytest.approx(1.0)
+
+
+def test_a_miss_costs_the_diagonal_of_the_region_not_of_the_image():
+    target = torch.full((1, 40, 50), IGNORE, dtype=torch.uint8)
+    target[0, 10:14, 5:9] = 0  # region: rows 10..13, columns 5..8 -> diagonal hypot(3, 3)
+    target[0, 11, 6] = 1
+    assert hd95_per_image(torch.zeros(1, 40, 50, dtype=torch.long), target, 1).item() == pytest.approx(math.hypot(3, 3))
+    assert hd95_per_image(torch.ones(1, 40, 50, dtype=torch.long), torch.full((1, 40, 50), IGNORE), 1).item() == 0.0
+
+
+def test_an_object_cut_by_the_region_edge_scores_as_in_the_cropped_image():
+    target = _blobs(3, 36, 2, seed=6)
+    pred = _blobs(3, 36, 2, seed=7)
+    ignored = target.clone()
+    ignored[:, 25:, :] = IGNORE
+    masked = hd95_per_image(pred, ignored, 1)
+    cropped = hd95_per_image(pred[:, :25], target[:, :25], 1)
+    torch.testing.assert_close(masked, cropped)
+    assert (masked > 0).all()
+
+
+def test_images_of_differing_sizes_get_their_own_diagonal():
+    square = torch.zeros(10, 10, dtype=torch.long)
+    wide = torch.zeros(5, 21, dtype=torch.long)
+    truths = [square.clone(), wide.clone()]
+    truths[0][3, 3] = 1
+    truths[1][2, 2] = 1
+    values = hd95_per_image([square, wide], truths, 1)[:, 0].tolist()
+    assert values == pytest.approx([math.hypot(9, 9), math.hypot(4, 20)])

@@ -13,7 +13,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from ganseg.config.prepare import SyntheticSourceConfig
 from ganseg.data.synthetic import generate_pair
 from ganseg.metrics.fid import fid_from_features
-from ganseg.metrics.image_quality import compute_fid_kid
+from ganseg.metrics.image_quality import compute_fid_kid, seeded_crops, seeded_subset
 from ganseg.metrics.kid import kid_from_features
 from tests.metrics.test_fid import _fid_extended_precision
 
@@ -142,3 +142,42 @@ def test_fid_and_kid_do_not_depend_on_batch_size(features):
     kid_3 = kid_from_features(features["real_batch3"], other).mean
     assert fid_3 == pytest.approx(fid_8, rel=1e-5)
     assert kid_3 == pytest.approx(kid_8, rel=1e-5)
+
+
+def _mixed_real(count: int, seed: int) -> list[torch.Tensor]:
+    """Real images of their own sizes: 48..95 px, non-square."""
+    rng = np.random.default_rng(seed)
+    return [torch.from_numpy(rng.integers(0, 256, (1, int(rng.integers(48, 96)), int(rng.integers(48, 96))),
+                                          dtype=np.uint8)) for _ in range(count)]
+
+
+def test_real_images_are_cropped_to_the_generated_size_not_resized():
+    real = _mixed_real(12, seed=0) + [torch.zeros(1, 20, 40, dtype=torch.uint8)]  # one smaller than 32
+    crops = seeded_crops(real, 8, (32, 32), seed=5)
+    assert crops.shape == (8, 1, 32, 32) and crops.dtype == torch.uint8
+    chosen = [real[i] for i in sorted(np.random.default_rng(5).choice(13, 8, replace=False))]
+    for crop, image in zip(crops, chosen):
+        if image.shape[-2] < 32:  # reflection-padded, its pixels all from the image
+            assert set(crop.unique().tolist()) <= set(image.unique().tolist())
+            continue
+        windows = image.unfold(1, 32, 1).unfold(2, 32, 1)  # (1, H-31, W-31, 32, 32): every window
+        assert (windows == crop[0]).flatten(3).all(-1).any()  # the crop is one of them, at scale 1
+    assert torch.equal(seeded_crops(real, 8, (32, 32), seed=5), crops)
+    same_size = _microscopy(10, seed=1)
+    assert torch.equal(seeded_crops(list(same_size), 6, (32, 32), seed=2), seeded_subset(same_size, 6, 2))
+
+
+def test_image_quality_on_lists_of_any_sizes_draws_every_side_to_one_n(monkeypatch):
+    from ganseg.config.evaluate import SyntheticQualityConfig
+    from ganseg.evaluation import synthetic_quality
+
+    monkeypatch.setattr(synthetic_quality, "load_feature_extractor", lambda *args, **kwargs: SmallFeatureNet().eval())
+    cfg = SyntheticQualityConfig(max_images=64, kid_subset_size=50, kid_subsets=5, inception_score=False)
+    fake = list(_microscopy(40, seed=2))
+    quality = synthetic_quality.image_quality(_mixed_real(30, 0), fake, _mixed_real(25, 1), cfg, seed=0,
+                                              device=torch.device("cpu"))
+    values = quality.values
+    assert quality.n == 25 and (values["n_real"], values["n_synthetic"], values["reference_n"]) == (25, 25, 25)
+    assert values["fid"] > 0 and values["reference_fid"] > 0
+    with pytest.raises(ValueError, match="synthetic images: generated images must share one size"):
+        synthetic_quality.image_quality(_mixed_real(30, 0), _mixed_real(30, 1), None, cfg, 0, torch.device("cpu"))

@@ -60,8 +60,9 @@ def test_a_registered_metric_is_scored_by_evaluate(monkeypatch):
     def false_positive_pixels(counts) -> torch.Tensor:  # (N, C), a count, lower is better
         return counts.fp.double()
 
-    def predicted_area(pred, target, num_classes, spacing) -> torch.Tensor:  # a label-map metric
-        return torch.stack([(pred == c).flatten(1).sum(1).double() for c in range(1, max(num_classes, 2))], 1)
+    def predicted_area(pred, target, num_classes, spacing) -> torch.Tensor:  # lists of (H, W) label maps
+        classes = range(1, max(num_classes, 2))
+        return torch.tensor([[float((labels == c).sum()) for c in classes] for labels in pred], dtype=torch.float64)
 
     monkeypatch.setitem(REGISTRY, "fp_pixels", MetricSpec("fp_pixels", "overlap", false_positive_pixels, False,
                                                           "FP (px)", "false-positive pixels"))

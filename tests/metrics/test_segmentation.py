@@ -13,6 +13,7 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.functional.segmentation import dice_score, mean_iou
 
+from ganseg.data.pairs import IGNORE
 from ganseg.metrics.segmentation import (
     confusion_counts,
     dice_per_class,
@@ -199,12 +200,13 @@ def test_binary_logits_are_rejected_with_the_fix():
     ("pred", "target", "message"),
     [
         (torch.zeros(2, 8, 8, dtype=torch.long), torch.zeros(2, 8, 9, dtype=torch.long), "differ in shape"),
-        (torch.zeros(1, 8, 8, dtype=torch.long), torch.full((1, 8, 8), 255, dtype=torch.uint8), "outside 0..1"),
+        (torch.zeros(1, 8, 8, dtype=torch.long), torch.full((1, 8, 8), 2, dtype=torch.uint8), "outside 0..1"),
+        (torch.full((1, 8, 8), 255), torch.zeros(1, 8, 8, dtype=torch.long), "pred has labels outside 0..1"),
         (torch.full((1, 8, 8), 3), torch.zeros(1, 8, 8, dtype=torch.long), "pred has labels outside 0..2"),
     ],
 )
 def test_invalid_label_maps_are_named(pred, target, message):
-    num_classes = 3 if "0..2" in message else 1
+    num_classes = 3 if "0..2" in message else 1  # the target may hold IGNORE (255), the prediction not
     with pytest.raises(ValueError, match=message):
         dice_per_image(pred, target, num_classes)
 
@@ -223,3 +225,85 @@ def test_report_summary_and_table():
     binary = segmentation_report(pred.clamp(max=1), target.clamp(max=1), num_classes=1, boundary=False)
     assert list(binary.table().columns) == ["dice", "iou", "precision", "recall"]
     assert "eval/dice_class1" not in binary.summary()
+
+
+# -- region of interest (IGNORE) and images of differing sizes ----------------------------------
+def _roi_case(outside: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """4x6 image, region of interest = the left 4 columns; ``outside`` (4, 2) = the prediction
+    in the ignored columns. Inside: truth a 2x2 square, prediction 2x3 over it -> TP 4, FP 2, FN 0."""
+    target = torch.full((4, 6), IGNORE, dtype=torch.uint8)
+    target[:, :4] = 0
+    target[:2, :2] = 1
+    pred = torch.zeros(4, 6, dtype=torch.uint8)
+    pred[:2, :3] = 1
+    pred[:, 4:] = outside
+    return pred[None], target[None]
+
+
+@pytest.mark.parametrize("outside", ["background", "foreground", "random"])
+def test_predictions_outside_the_region_of_interest_change_no_metric(outside):
+    fill = {"background": torch.zeros(4, 2), "foreground": torch.ones(4, 2),
+            "random": torch.randint(0, 2, (4, 2), generator=torch.Generator().manual_seed(3))}[outside]
+    pred, target = _roi_case(fill.to(torch.uint8))
+    counts = confusion_counts(pred, target, 1)
+    assert (counts.tp.item(), counts.fp.item(), counts.fn.item()) == (4, 2, 0)
+    summary = segmentation_report(pred, target, 1, boundary=False).summary()
+    assert summary["eval/dice"] == pytest.approx(8 / 10)
+    assert summary["eval/iou"] == pytest.approx(4 / 6)
+    assert summary["eval/precision"] == pytest.approx(4 / 6)
+    assert summary["eval/recall"] == 1.0
+    assert dice_per_image(pred, target, 1).tolist() == pytest.approx([0.8])
+
+
+def test_an_ignored_region_scores_as_if_the_image_were_cropped_to_it():
+    pred, target = _random_label_maps(3, 24, 3, seed=11)
+    ignored = target.clone()
+    ignored[:, :, 17:] = IGNORE  # region of interest: columns 0..16
+    pred_flipped = pred.clone()
+    pred_flipped[:, :, 17:] = (pred[:, :, 17:] + 1) % 3  # every prediction outside it changed
+    masked = segmentation_report(pred_flipped, ignored, 3).scores()
+    cropped = segmentation_report(pred[:, :, :17], target[:, :, :17], 3).scores()
+    for name in cropped:
+        torch.testing.assert_close(masked[name], cropped[name], equal_nan=True, msg=name)
+
+
+def test_images_of_differing_sizes_score_as_each_image_alone():
+    sizes = [(8, 12), (16, 5), (7, 7), (20, 9)]
+    pairs = [_random_label_maps(1, 32, 3, seed=s) for s in range(len(sizes))]
+    preds = [p[0, :h, :w] for (p, _), (h, w) in zip(pairs, sizes)]
+    targets = [t[0, :h, :w].to(torch.uint8) for (_, t), (h, w) in zip(pairs, sizes)]
+    targets[1][:3] = IGNORE  # one image with an ignored band
+    together = segmentation_report(preds, targets, 3)
+    for index, (pred, target) in enumerate(zip(preds, targets)):
+        alone = segmentation_report(pred[None], target[None], 3)
+        for name, values in alone.per_image.items():
+            torch.testing.assert_close(together.per_image[name][index], values[0], equal_nan=True, msg=name)
+    pooled = confusion_counts(preds, targets, 3).pooled()
+    assert pooled.tp.sum() == sum(int(confusion_counts(p[None], t[None], 3).tp.sum()) for p, t in zip(preds, targets))
+
+
+def test_dice_per_image_takes_lists_and_stacked_tensors_alike():
+    pred, target = _random_label_maps(4, 16, 1, seed=5)
+    stacked = dice_per_image(pred, target, 1)
+    listed = dice_per_image(list(pred), list(target), 1)
+    assert listed.dtype == torch.float64 and listed.shape == (4,)
+    torch.testing.assert_close(listed, stacked)
+    probabilities = [p.double()[None] * 0.8 + 0.1 for p in pred]  # per image (1, H, W) scores
+    torch.testing.assert_close(dice_per_image(probabilities, list(target), 1), stacked)
+
+
+def test_ignored_pixels_match_torchmetrics_ignore_index():
+    pred, target = _random_label_maps(4, 32, 3, seed=9)
+    target = target.clone()
+    target[:, 20:, :] = IGNORE
+    target[1, :, :6] = IGNORE
+    kwargs = {"num_classes": 3, "average": None, "multidim_average": "samplewise", "ignore_index": IGNORE}
+    ours = {name: fn(pred, target, 3) for name, fn in PER_CLASS.items()}
+    torch.testing.assert_close(ours["precision"], multiclass_precision(pred, target, **kwargs)[:, 1:].double())
+    torch.testing.assert_close(ours["recall"], multiclass_recall(pred, target, **kwargs)[:, 1:].double())
+
+
+def test_mismatched_sizes_in_a_list_name_the_image():
+    with pytest.raises(ValueError, match="image 1: pred .* differ in shape"):
+        dice_per_image([torch.zeros(4, 4, dtype=torch.long)] * 2,
+                       [torch.zeros(4, 4, dtype=torch.long), torch.zeros(4, 5, dtype=torch.long)], 1)

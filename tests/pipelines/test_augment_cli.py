@@ -91,8 +91,11 @@ def test_writes_pairs_manifest_grids_metrics_and_registers_the_generator(tmp_pat
     # No registry version in the data (it grows every run); the weights' hash leads to it.
     assert "generator_version" not in manifest.columns
     loaded = pairs.load_pairs(tmp_path / "synthetic", 1, 1)  # the train stage's reader
-    assert loaded.images.shape == (10, 1, 32, 32) and set(loaded.masks.unique().tolist()) <= {0, 1}
-    assert json.loads((tmp_path / "synthetic" / "config.json").read_text())["augment"]["steps"] == 6
+    assert len(loaded) == 10 and loaded.uniform_size == (32, 32)
+    assert set(torch.cat([mask.flatten() for mask in loaded.masks]).unique().tolist()) <= {0, 1}
+    config = json.loads((tmp_path / "synthetic" / "config.json").read_text())
+    assert config["augment"]["steps"] == 6 and config["augment"]["patch_size"] == 32  # "auto", resolved
+    assert "augment: patch size 32 px (auto; " in result.output
 
     grids = sorted(p.name for p in (tmp_path / "reports" / "samples").glob("*.png"))
     assert grids == [f"step_{s:06d}.png" for s in (0, 2, 4, 6)]
@@ -108,6 +111,7 @@ def test_writes_pairs_manifest_grids_metrics_and_registers_the_generator(tmp_pat
     assert 0 <= consistency["dice"] <= 1 and consistency["n_synthetic"] == 10 and consistency["n_reference"] == 4
 
     info = json.loads((tmp_path / "models" / "generator.json").read_text())
+    assert info["patch_size"] == 32 and metrics["patch_size"] == 32
     state = torch.load(tmp_path / "models" / "generator.pt", weights_only=True)
     from ganseg.gan.build import generator_from_config
 
@@ -212,12 +216,52 @@ def test_fid_and_kid_are_reported_with_n(tmp_path, monkeypatch):
     assert metrics["feature_extractor"]
 
 
-def test_pairs_of_another_size_are_a_one_line_error(tmp_path, monkeypatch):
+def prepared_mixed(root: Path) -> Path:
+    """train/: 8 non-square pairs of their own sizes, one smaller than a 32 px patch; val/: 2."""
+    images, labels = toy_pairs(10, size=96)
+    sizes = [(40, 90), (70, 33), (96, 50), (20, 24), (64, 64), (45, 80), (33, 96), (90, 41), (50, 70), (38, 38)]
+    for split, chosen in (("train", range(8)), ("val", range(8, 10))):
+        folder = root / split
+        (folder / "images").mkdir(parents=True)
+        (folder / "masks").mkdir()
+        rows = []
+        for index in chosen:
+            pair_id, (height, width) = f"mixed_{index:02d}", sizes[index]
+            pairs.save_image(folder / "images" / f"{pair_id}.png", images[index, 0, :height, :width].numpy())
+            pairs.save_mask(folder / "masks" / f"{pair_id}.png", labels[index, :height, :width].numpy(), 1)
+            rows.append({"pair_id": pair_id, "image": f"images/{pair_id}.png", "mask": f"masks/{pair_id}.png"})
+        pd.DataFrame(rows).to_csv(folder / pairs.MANIFEST, index=False)
+    return root
+
+
+@pytest.mark.slow
+def test_native_size_images_train_on_patches_and_write_pairs_of_the_patch_size(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    prepared(tmp_path / "prepared")
-    result = run_augment(tmp_path, TINY, common={"image_size": 64})
-    assert result.exit_code == 1
-    assert "train: images are 32x32 but common.image_size is 64 (re-run the stage that wrote them" in error_line(result)
+    prepared_mixed(tmp_path / "prepared")
+    quality = {"fid_kid": True, "max_images": 8, "kid_subset_size": 4, "kid_subsets": 5, "batch_size": 8}
+    result = run_augment(tmp_path, {**TINY, "quality": quality})
+    assert result.exit_code == 0, result.output
+    # Shorter sides 20..64, median 40.5: 40 is a side the networks take (3 down-samplings: a multiple of 8).
+    assert "augment: patch size 40 px (auto; training images' shorter sides 20..64 px, median 40.5)" in result.output
+    assert result.stderr.count("images are smaller than") == 1
+    assert ("warning: augment: 3 of 8 images are smaller than the 40 px patch along a side; they are padded "
+            "(reflected image, ignored mask)") in result.stderr
+    loaded = pairs.load_pairs(tmp_path / "synthetic", 1, 1)
+    assert len(loaded) == 10 and loaded.uniform_size == (40, 40)
+    manifest = pd.read_csv(tmp_path / "synthetic" / "manifest.csv", dtype=str)
+    assert list(manifest.columns[:3]) == ["pair_id", "image", "mask"]
+    assert set(manifest["source_pair_id"]) <= {f"mixed_{i:02d}" for i in range(8)}
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["patch_size"] == 40 and (metrics["fid_n_real"], metrics["fid_n_fake"]) == (8, 8)
+    assert metrics["mask_consistency"]["n_reference"] == 2
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    augment_runs = [r for r in runs if "augment.patch_size_resolved" in r.data.params]
+    assert [r.data.params["augment.patch_size_resolved"] for r in augment_runs] == ["40"]
+    assert augment_runs[0].data.params["augment.patch_size"] == "auto"
 
 
 def test_missing_prepared_data_is_a_one_line_error(tmp_path, monkeypatch):
@@ -235,5 +279,5 @@ def test_unknown_augment_key_is_named(tmp_path, monkeypatch):
 def test_dcgan_size_rule_names_the_key(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     prepared(tmp_path / "prepared", size=48)
-    result = run_augment(tmp_path, {**TINY, "model": "dcgan"}, common={"image_size": 48})
-    assert result.exit_code == 1 and "augment.model dcgan needs a power-of-two common.image_size" in error_line(result)
+    result = run_augment(tmp_path, {**TINY, "model": "dcgan", "patch_size": 48})
+    assert result.exit_code == 1 and "augment.model dcgan needs a power-of-two augment.patch_size" in error_line(result)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ganseg.config import load_params
-from ganseg.config.augment import AugmentConfig, GanObjectiveConfig
+from ganseg.config.augment import AUTO_PATCH_CAP, AugmentConfig, GanObjectiveConfig, resolve_patch_size
 from ganseg.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,6 +50,28 @@ def test_size_dependent_rules():
     AugmentConfig().check_against(64)
     with pytest.raises(ConfigError, match="augment.pix2pix.depth: 4 down-samplings need"):
         AugmentConfig().check_against(72)
+    with pytest.raises(ConfigError, match="augment.model dcgan needs a power-of-two augment.patch_size"):
+        AugmentConfig(model="dcgan").check_against(48)
     with pytest.raises(ConfigError, match="augment.discriminator.layers"):
         AugmentConfig.model_validate({"discriminator": {"layers": 5}, "pix2pix": {"depth": 2}}).check_against(64)
     assert AugmentConfig().unet_depth(128) == 5
+
+
+def test_auto_patch_size_fits_the_networks_and_the_median_shorter_side():
+    pix2pix, dcgan = AugmentConfig(), AugmentConfig(model="dcgan")
+    assert resolve_patch_size(pix2pix, [(64, 64)] * 5) == 64  # images of a valid size train whole
+    assert resolve_patch_size(pix2pix, [(100, 300), (90, 90), (200, 50)]) == 80  # median 90; 80 = 5 x 2^4
+    assert resolve_patch_size(dcgan, [(100, 300), (90, 90), (200, 50)]) == 64  # a power of two
+    assert resolve_patch_size(pix2pix, [(1040, 1388)] * 3) == AUTO_PATCH_CAP
+    assert resolve_patch_size(pix2pix, [(20, 20)]) == 32  # nothing fits: the smallest valid side, padded
+    for sizes in ([(37, 500)], [(129, 130), (700, 900)], [(33, 33)]):
+        pix2pix.check_against(resolve_patch_size(pix2pix, sizes))
+        dcgan.check_against(resolve_patch_size(dcgan, sizes))
+    assert resolve_patch_size(AugmentConfig(patch_size=48), [(1000, 1000)]) == 48  # explicit wins
+
+
+def test_patch_size_is_an_int_or_auto():
+    with pytest.raises(ValueError, match="patch_size"):
+        AugmentConfig(patch_size=4)
+    with pytest.raises(ValueError, match="patch_size"):
+        AugmentConfig(patch_size="large")

@@ -179,3 +179,16 @@ def test_output_names_are_safe_and_unique():
     names = output_names([Path("a b.png"), Path("a_b.tif"), Path("..png"), Path("A_B.jpg"), Path("ok.png")])
     assert names == ["a_b", "a_b-2", "_.", "A_B-3", "ok"]
     assert all("/" not in n and not n.startswith(".") for n in names)
+
+
+def test_tile_defaults_to_the_patch_size_the_model_records(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    model = tiny_model_file(tmp_path / "unet_real.pt", seed=0, image_size=32)
+    model.with_suffix(".json").write_text(json.dumps({"patch_size": 48}))
+    inputs = _images(tmp_path / "in", {"wide.png": (40, 100)})
+    result = _predict(tmp_path, str(model), inputs, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "(tile 48," in result.stdout
+    assert np.asarray(Image.open(tmp_path / "out" / "masks" / "wide.png")).shape == (40, 100)

@@ -61,3 +61,25 @@ def test_half_precision_logits_are_scored_in_float32():
 def test_unknown_kind_is_rejected():
     with pytest.raises(ValueError, match="loss must be one of"):
         SegmentationLoss("focal")
+
+
+@pytest.mark.parametrize("kind", ["bce", "dice", "bce_dice"])
+@pytest.mark.parametrize("classes", [1, 3])
+def test_pixels_outside_the_region_of_interest_change_no_loss(kind, classes):
+    """A batch whose right half is IGNORE scores as its left half alone, whatever the logits
+    and labels there."""
+    from ganseg.data.pairs import IGNORE
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, classes, 8, 8, generator=generator)
+    labels = torch.randint(0, max(classes, 2), (2, 8, 8), generator=generator)
+    ignored = labels.clone()
+    ignored[..., 4:] = IGNORE
+    criterion = SegmentationLoss(kind)
+    left_only, _ = criterion(logits[..., :4], labels[..., :4])
+    masked, _ = criterion(logits, ignored)
+    scrambled = logits.clone()
+    scrambled[..., 4:] = torch.randn(2, classes, 8, 4, generator=generator) * 10
+    masked_scrambled, _ = criterion(scrambled, ignored)
+    assert torch.allclose(masked, left_only, atol=1e-6)
+    assert torch.allclose(masked_scrambled, left_only, atol=1e-6)

@@ -7,7 +7,9 @@ models so that adversarial fine-tuning can embed the same blocks in its own para
 from __future__ import annotations
 
 import math
-from typing import Literal
+import statistics
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -146,8 +148,20 @@ class QualityConfig(StrictModel):
     batch_size: int = Field(25, ge=1, description="Images per Inception forward pass.")
 
 
+# "auto" patch sizes stop here: beyond it a step costs more than the context it adds buys (issue 16).
+AUTO_PATCH_CAP = 256
+
+
 class AugmentConfig(StrictModel):
     model: Literal["pix2pix", "dcgan"] = "pix2pix"
+    patch_size: Annotated[int, Field(ge=8, le=4096)] | Literal["auto"] = Field(
+        "auto", description="Side of the square patches the GAN trains on and synthesises; auto = the "
+        "largest size the networks take that fits the median shorter side of the training images, at "
+        f"most {AUTO_PATCH_CAP}.",
+    )
+    foreground_share: float = Field(
+        0.33, ge=0, le=1, description="Share of training patches centred on a foreground pixel (nnU-Net: 0.33)."
+    )
     num_samples: int = Field(224, ge=1, le=1_000_000, description="Synthetic pairs to write.")
     steps: int = Field(600, ge=1, description="Training iterations (one batch each).")
     batch_size: int = Field(16, ge=1, le=4096)
@@ -186,22 +200,44 @@ class AugmentConfig(StrictModel):
             )
         return self
 
-    def check_against(self, image_size: int) -> None:
-        """Settings that depend on ``common.image_size``; raises ConfigError naming the key."""
+    def check_against(self, patch_size: int) -> None:
+        """Settings that depend on the patch size; raises ConfigError naming the key."""
+        problem = self.size_problem(patch_size)
+        if problem is not None:
+            raise ConfigError(problem)
+
+    def size_problem(self, patch_size: int) -> str | None:
+        """Why the networks cannot take ``patch_size`` px patches, or None when they can."""
         if self.model == "pix2pix":
-            depth = self.unet_depth(image_size)
-            if image_size % 2**depth:
-                raise ConfigError(
-                    f"augment.pix2pix.depth: {depth} down-samplings need common.image_size "
-                    f"divisible by {2**depth}, got {image_size}"
-                )
-            if image_size // 2 ** self.discriminator.layers < 4:
-                raise ConfigError(
-                    f"augment.discriminator.layers: {self.discriminator.layers} halvings leave "
-                    f"under 4 px of a {image_size} px image; use fewer layers"
-                )
-        elif image_size < 8 or image_size & (image_size - 1):
-            raise ConfigError(f"augment.model dcgan needs a power-of-two common.image_size >= 8, got {image_size}")
+            depth = self.unet_depth(patch_size)
+            if patch_size % 2**depth:
+                return (f"augment.pix2pix.depth: {depth} down-samplings need augment.patch_size "
+                        f"divisible by {2**depth}, got {patch_size}")
+            if patch_size // 2 ** self.discriminator.layers < 4:
+                return (f"augment.discriminator.layers: {self.discriminator.layers} halvings leave "
+                        f"under 4 px of a {patch_size} px patch; use fewer layers or a larger augment.patch_size")
+            return None
+        if patch_size < 8 or patch_size & (patch_size - 1):
+            return f"augment.model dcgan needs a power-of-two augment.patch_size >= 8, got {patch_size}"
+        return None
 
     def unet_depth(self, image_size: int) -> int:
         return self.pix2pix.depth or max(2, int(math.log2(image_size)) - 2)
+
+
+def resolve_patch_size(cfg: AugmentConfig, image_sizes: Sequence[tuple[int, int]]) -> int:
+    """``augment.patch_size``, with "auto" resolved from the training images' (height, width).
+
+    auto: the largest side the networks take (:meth:`AugmentConfig.size_problem`: a multiple
+    of 2^depth for pix2pix, a power of two for dcgan) that is at most the median shorter side
+    of the images and :data:`AUTO_PATCH_CAP`; when even the smallest valid side exceeds that,
+    the smallest valid side (images smaller than it are padded). An explicit int is returned
+    as it is (``check_against`` judges it).
+    """
+    if cfg.patch_size != "auto":
+        return cfg.patch_size
+    limit = min(int(statistics.median(min(size) for size in image_sizes)), AUTO_PATCH_CAP)
+    fitting = [side for side in range(limit, 7, -1) if cfg.size_problem(side) is None]
+    if fitting:
+        return fitting[0]
+    return next(side for side in range(limit + 1, 4 * AUTO_PATCH_CAP) if cfg.size_problem(side) is None)

@@ -11,7 +11,11 @@ from ganseg.config.base import StrictModel
 
 class CommonConfig(StrictModel):
     seed: int = Field(42, ge=0, description="Seed for every random choice of every stage.")
-    image_size: int = Field(64, ge=16, le=4096, description="Square side, pixels, after prepare.")
+    image_size: int = Field(
+        64, ge=16, le=4096,
+        description="Side of the embedded procedural images; with prepare.resize_mode resize or pad_crop, "
+        "the square side every image is brought to. Native-size data ignore it.",
+    )
     channels: Literal[1, 3] = Field(1, description="Image channels after prepare (gray or RGB).")
     num_classes: int = Field(
         1,

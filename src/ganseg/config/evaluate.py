@@ -68,7 +68,10 @@ class EvaluateConfig(StrictModel):
     )
     baseline: str = Field("real", description="The variant the others are compared with first.")
     threshold: float = Field(0.5, gt=0, lt=1, description="Binary: foreground when sigmoid probability > threshold.")
-    batch_size: int = Field(32, ge=1, description="Test images per forward pass.")
+    batch_size: int = Field(
+        32, ge=1, description="Windows per forward pass: test images of the model's patch size or smaller are one "
+        "window each; a larger image is covered by overlapping windows.",
+    )
     bootstrap: BootstrapConfig = BootstrapConfig()
     overlays: OverlayConfig = OverlayConfig()
     synthetic_quality: SyntheticQualityConfig = SyntheticQualityConfig()

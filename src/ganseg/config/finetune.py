@@ -63,6 +63,10 @@ class UnlabeledConfig(StrictModel):
 
 
 class FinetuneConfig(StrictModel):
+    patch_size: int | Literal["auto"] = Field(
+        "auto", description="Side of the training patches; auto = the patch the starting model was trained at.",
+    )
+    foreground_share: float = Field(0.33, ge=0, le=1, description="Share of patches centred on foreground, as train's.")
     epochs: int = Field(3, ge=0, le=100_000, description="0 = only score the starting model and keep it.")
     steps: int | None = Field(
         None, ge=0, le=100_000_000, description="Length in optimizer steps (as train.steps); null = epochs."
@@ -113,12 +117,18 @@ class FinetuneConfig(StrictModel):
             raise ValueError("objective.minibatch_std applies to the patchgan discriminator only")
         return self
 
-    def check_against(self, image_size: int) -> None:
-        """Settings that depend on ``common.image_size``; raises ConfigError naming the key."""
-        side = image_size // 2**self.discriminator.layers
+    def check_against(self, patch_size: int) -> None:
+        """Settings that depend on the patch side; raises ConfigError naming the key."""
+        side = patch_size // 2**self.discriminator.layers
         smallest = 4 if self.discriminator.kind == "patchgan" else 1
         if side < smallest:
             raise ConfigError(
                 f"finetune.discriminator.layers: {self.discriminator.layers} halvings leave {side} px "
-                f"of a {image_size} px image; use fewer layers"
+                f"of a {patch_size} px patch; use fewer layers"
             )
+
+    @model_validator(mode="after")
+    def _patch(self) -> FinetuneConfig:
+        if isinstance(self.patch_size, int) and self.patch_size < 16:
+            raise ValueError("patch_size must be auto or an integer >= 16")
+        return self

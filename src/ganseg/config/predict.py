@@ -11,10 +11,14 @@ class PredictConfig(StrictModel):
     """Segmenting new images of any size with a trained model (``python -m pipelines predict``)."""
 
     tile_size: int | None = Field(
-        None, ge=16, le=4096, description="Tile side, pixels; null = the size the model was trained at."
+        None, ge=16, le=4096,
+        description="Tile side, pixels; null = the patch size the model was trained on (its image size for "
+        "older models).",
     )
     overlap: float = Field(
-        0.25, ge=0, lt=1, description="Fraction of the tile shared with each neighbour (outer quarter context only, rest blended)."
+        0.25, ge=0, lt=1,
+        description="Fraction of the tile shared with each neighbour; overlapping tiles are blended with "
+        "Gaussian weights (the tile centre counts most).",
     )
     scale: float = Field(
         1.0,

@@ -44,6 +44,10 @@ class FolderSourceConfig(StrictModel):
     images_dir: Path | None = None
     masks_dir: Path | None = None
     unlabeled_dir: Path | None = Field(None, description="Optional images without masks.")
+    roi_dir: Path | None = Field(
+        None, description="Optional regions of interest, named as the masks (white = inside): pixels "
+        "outside count in no loss and no metric (a retina's field of view, an invalid border).",
+    )
     binarize: bool = Field(
         True, description="Binarise masks by the documented rule; false = masks must be 0/1 or 0/255."
     )
@@ -97,10 +101,16 @@ class PrepareConfig(StrictModel):
     source: Literal["synthetic", "folder"] = "synthetic"
     synthetic: SyntheticSourceConfig = SyntheticSourceConfig()
     folder: FolderSourceConfig = FolderSourceConfig()
-    resize_mode: Literal["resize", "pad_crop"] = Field(
-        "resize",
-        description="resize: scale to the side (bilinear image, nearest mask); pad_crop: centre "
-        "crop when larger, pad (reflect image, zero mask) when smaller.",
+    resize_mode: Literal["native", "resize", "pad_crop"] = Field(
+        "native",
+        description="native: every image keeps its own size (times prepare.scale); resize: squash to "
+        "common.image_size square (bilinear image, nearest mask); pad_crop: centre crop when larger, "
+        "pad (reflect image, zero mask) when smaller.",
+    )
+    scale: float = Field(
+        1.0, gt=0, le=4,
+        description="native: one factor for every image, aspect ratio kept (0.5 halves each side: "
+        "objects far larger than a patch, or a slow machine).",
     )
     split: SplitConfig = SplitConfig()
     validation: ValidationConfig = ValidationConfig()
@@ -109,4 +119,7 @@ class PrepareConfig(StrictModel):
     def _folder_paths(self) -> PrepareConfig:
         if self.source == "folder" and (self.folder.images_dir is None or self.folder.masks_dir is None):
             raise ValueError("source 'folder' needs folder.images_dir and folder.masks_dir")
+        if self.scale != 1.0 and self.resize_mode != "native":
+            raise ValueError(f"scale {self.scale:g} applies to resize_mode native only (resize_mode is "
+                             f"{self.resize_mode})")
         return self

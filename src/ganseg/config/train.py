@@ -82,19 +82,33 @@ class EarlyStoppingConfig(StrictModel):
     min_delta: float = Field(0.001, ge=0, description="Smallest val Dice gain that counts.")
 
 
+Auto = Literal["auto"]
+
+
 class TrainConfig(StrictModel):
     model: ModelConfig = ModelConfig()
+    patch_size: int | Auto = Field(
+        "auto", description="Side of the square patches cut from the full-size images for training; auto = "
+        "planned from prepare's data fingerprint and the device (ganseg.planning).",
+    )
+    foreground_share: float = Field(
+        0.33, ge=0, le=1, description="Share of patches centred on a foreground pixel (nnU-Net: one third).",
+    )
     epochs: int = Field(40, ge=1, le=100_000, description="Passes over the training pairs (when steps is null).")
-    steps: int | None = Field(
-        None, ge=1, le=100_000_000,
-        description="Length in optimizer steps, whatever the number of images; null = epochs x batches per epoch.",
+    steps: int | Auto | None = Field(
+        "auto",
+        description="Length in optimizer steps, whatever the number of images; auto = as many as "
+        "time_budget_minutes allows on this device (measured); null = epochs x batches per epoch.",
     )
-    val_interval: int | None = Field(
-        None, ge=1,
+    val_interval: int | Auto | None = Field(
+        "auto",
         description="Steps between validations (best model, early stopping, LR schedule, checkpoint); "
-        "null = one epoch.",
+        "auto = planned with the steps; null = one epoch.",
     )
-    batch_size: int = Field(16, ge=1, description="Per process (DDP: per GPU).")
+    time_budget_minutes: float = Field(
+        2.0, gt=0, le=100_000, description="With steps auto: the training time to plan for, validations included.",
+    )
+    batch_size: int | Auto = Field("auto", description="Per process (DDP: per GPU); auto = planned for the device.")
     loss: Literal["bce", "dice", "bce_dice"] = Field(
         "bce_dice",
         description="bce = the cross-entropy term (sigmoid BCE when binary, softmax CE when "
@@ -129,7 +143,11 @@ class TrainConfig(StrictModel):
 
     @model_validator(mode="after")
     def _ordered_ranges(self) -> TrainConfig:
-        if self.steps is not None and self.val_interval is not None and self.steps < self.val_interval:
+        for key in ("patch_size", "steps", "val_interval", "batch_size"):
+            value = getattr(self, key)
+            if isinstance(value, int) and value < (16 if key == "patch_size" else 1):
+                raise ValueError(f"{key} must be auto or an integer >= {16 if key == 'patch_size' else 1}")
+        if isinstance(self.steps, int) and isinstance(self.val_interval, int) and self.steps < self.val_interval:
             raise ValueError(f"steps ({self.steps}) is smaller than val_interval ({self.val_interval}): "
                              "the run would end before its first validation")
         low, high = self.augmentation.affine.scale

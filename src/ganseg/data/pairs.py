@@ -31,6 +31,7 @@ from ganseg.data.images import open_image
 from ganseg.errors import DataError
 
 MANIFEST = "manifest.csv"
+FINGERPRINT = "fingerprint.json"  # beside prepare's split folders: the data fingerprint (ganseg.planning)
 IGNORE = 255  # label of pixels outside the region of interest (and of padding): no loss, no metric
 
 # Pascal VOC's colour map: multi-class masks stay viewable while their indices are the labels.
@@ -132,7 +133,7 @@ def read_roi(path: Path) -> np.ndarray:
 
 def read_image_tensor(path: Path, channels: int) -> torch.Tensor:
     """A prepared image PNG -> uint8 (C, H, W)."""
-    image = np.asarray(open_image(path).convert("L" if channels == 1 else "RGB"))
+    image = np.array(open_image(path).convert("L" if channels == 1 else "RGB"))
     image = image[:, :, None] if image.ndim == 2 else image
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
@@ -159,7 +160,7 @@ def load_pairs(folder: Path, channels: int, num_classes: int) -> PairTensors:
                                 f"mask is {labels.shape[0]}x{labels.shape[1]}")
             labels = np.where(inside, labels, IGNORE).astype(np.uint8)
         images.append(image)
-        masks.append(torch.from_numpy(np.ascontiguousarray(labels)))
+        masks.append(torch.from_numpy(np.array(labels)))
     return PairTensors(ids=manifest["pair_id"].tolist(), images=images, masks=masks)
 
 

@@ -10,7 +10,7 @@ distinct samples, and no image is squashed to fit the network.
   it; the rest are uniform over the positions inside the image. An image without foreground
   always gets a uniform window.
 - An axis shorter than the patch is padded, centred: the image by reflection (as the sliding
-  window pads at inference), the mask with IGNORE, so the padding counts in no loss.
+  window pads at inference, :mod:`ganseg.inference.sliding_window`), the mask with IGNORE, so the padding counts in no loss.
 - Foreground locations are found once per image (at most ``MAX_LOCATIONS``, a seeded subset)
   rather than per sample: a 1388x1040 mask costs milliseconds to scan.
 """
@@ -68,6 +68,13 @@ class PatchPlan:
             locations=[foreground_locations(mask, seed + index) for index, mask in enumerate(masks)],
         )
 
+    @classmethod
+    def uniform(cls, images: Sequence[torch.Tensor], size: int | tuple[int, int]) -> PatchPlan:
+        """Uniform windows over images without masks (unlabeled images)."""
+        size_hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        return cls(size=size_hw, foreground_share=0.0, image_sizes=[tuple(image.shape[-2:]) for image in images],
+                   locations=[np.zeros((0, 2), np.int32)] * len(images))
+
     @property
     def padded(self) -> list[int]:
         """Indices of the images smaller than the patch along an axis (they are padded)."""
@@ -94,8 +101,12 @@ def cut(tensor: torch.Tensor, top: int, left: int, size: tuple[int, int], fill: 
         return tensor[..., top : top + size[0], left : left + size[1]]
     inside = tensor[..., max(top, 0) : top + size[0], max(left, 0) : left + size[1]].numpy()
     widths = [(0, 0)] * (inside.ndim - 2) + [(pad_top, pad_bottom), (pad_left, pad_right)]
-    if fill is None:  # numpy reflects repeatedly when the padding is wider than the image
-        padded = np.pad(inside, widths, mode="symmetric")
+    if fill is None:  # as the sliding window pads: numpy reflects repeatedly when the padding is wider
+        padded = inside
+        for axis in (-2, -1):  # a 1-pixel axis has nothing to reflect: repeat it
+            axis_widths = [(0, 0)] * inside.ndim
+            axis_widths[axis] = widths[axis]
+            padded = np.pad(padded, axis_widths, mode="reflect" if padded.shape[axis] > 1 else "edge")
     else:
         padded = np.pad(inside, widths, mode="constant", constant_values=fill)
     return torch.from_numpy(np.ascontiguousarray(padded))

@@ -59,7 +59,8 @@ def interval_bar_chart(
 
 
 def image_grid(rows: Sequence[tuple[str, Sequence[tuple[np.ndarray, str]]]], path: Path, title: str) -> None:
-    """A grid of (H, W, 3) uint8 images: one row per ``(row label, [(image, caption), ...])``."""
+    """A grid of (H, W, 3) uint8 images: one row per ``(row label, [(image, caption), ...])``.
+    Sizes may differ: each image is drawn whole, at its own aspect ratio, fitted to its cell."""
     columns = max((len(cells) for _, cells in rows), default=0)
     if columns == 0:
         return

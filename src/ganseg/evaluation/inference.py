@@ -3,29 +3,54 @@ sliding window of :mod:`ganseg.inference`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
+from ganseg.errors import DataError
 from ganseg.evaluation.models import SegmentationModel, images_to_float
-from ganseg.inference import segment_probabilities
+from ganseg.inference import check_memory, segment_each, segment_probabilities
 
 
 @torch.no_grad()
-def predict_probabilities(
-    model: SegmentationModel, images: torch.Tensor, batch_size: int, tile: int | None = None, overlap: float = 0.25
-) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float probabilities (N, K, H, W) at native size.
+def predict_labels(
+    model: SegmentationModel,
+    images: Sequence[torch.Tensor],
+    batch_size: int,
+    threshold: float,
+    overlap: float = 0.25,
+    names: Sequence[str] | None = None,
+) -> list[torch.Tensor]:
+    """uint8 (C, H, W) per image, sizes differing -> uint8 labels (H, W) per image, at its size.
 
-    ``tile`` defaults to the size the model was trained at (else the images' own size): an
-    image no larger than that is one window, exactly whole-image inference; a larger one is
-    covered by overlapping windows. Windows of all images share batches of ``batch_size``.
+    Windows are the model's patch size (else each image's own size: whole-image inference): an
+    image no larger is one window, exactly as at training time; a larger one is covered by
+    overlapping windows, ``batch_size`` per forward pass. Only one group of same-size images
+    has probability maps at a time; what is kept are the labels. ``names`` (the image files)
+    name an image in errors.
     """
-    height, width = images.shape[-2:]
-    return segment_probabilities(
-        model.network, images, num_classes=model.num_classes, tile=tile or model.image_size or (height, width),
+    probabilities = segment_each(
+        model.network, images, tile=model.patch_size, names=names, num_classes=model.num_classes,
         overlap=overlap, batch_size=batch_size, device=model.device, dtype=model.dtype,
-        name=f"test images for {model.source}",
     )
+    return [probabilities_to_labels(probs, threshold) for probs in probabilities]
+
+
+def check_images_fit(model: SegmentationModel, images: Sequence[torch.Tensor], names: Sequence[str]) -> None:
+    """One DataError naming the first image (and counting the others) whose probability map at
+    the model's windows would not fit in memory, before any image is segmented."""
+    problems = []
+    for image, name in zip(images, names):
+        size = tuple(image.shape[-2:])
+        tile = (model.patch_size, model.patch_size) if model.patch_size else size
+        try:
+            check_memory(name, size, image.shape[0], model.num_classes, tile)
+        except DataError as exc:
+            problems.append(str(exc))
+    if problems:
+        more = f"; {len(problems) - 1} more test image(s) too large" if len(problems) > 1 else ""
+        raise DataError(f"{problems[0]}{more}")
 
 
 def probabilities_to_labels(probs: torch.Tensor, threshold: float) -> torch.Tensor:

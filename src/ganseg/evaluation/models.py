@@ -30,7 +30,9 @@ class SegmentationModel:
     network: nn.Module
     in_channels: int
     num_classes: int  # 1 = binary (one sigmoid map), K >= 2 = K softmax maps
-    image_size: int | None  # side it was trained at, when the file records it
+    # Window side it was trained on: its JSON config's patch_size, else the model file's image_size;
+    # None when neither is recorded.
+    patch_size: int | None
     source: str  # the path or URI it came from
     device: torch.device
     dtype: torch.dtype = torch.float32  # autocast dtype; float32 = none
@@ -71,14 +73,15 @@ def load_model_file(
     from ganseg.models.model_file import load_unet, read_model_config, read_model_file, unet_config_from_dict
 
     data = read_model_file(Path(path))
-    config = unet_config_from_dict(data["config"])
-    image_size = data.get("image_size")
+    unet = unet_config_from_dict(data["config"])
+    config = read_model_config(Path(path))
+    patch_size = (config or {}).get("patch_size") or data.get("image_size")
     return SegmentationModel(
-        config=read_model_config(Path(path)),
+        config=config,
         network=load_unet(Path(path), device),
-        in_channels=config.in_channels,
-        num_classes=config.num_classes,
-        image_size=int(image_size) if image_size else None,
+        in_channels=unet.in_channels,
+        num_classes=unet.num_classes,
+        patch_size=int(patch_size) if patch_size else None,
         source=source or str(path),
         device=device,
         dtype=dtype,

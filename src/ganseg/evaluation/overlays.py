@@ -1,21 +1,25 @@
 """Pictures of predictions: error overlays against the truth, mask overlays for new images.
 
 All functions are numpy in, numpy out ((H, W, 3) uint8), so they work at any image size and
-need no plotting library; :mod:`ganseg.evaluation.charts` arranges them into grids.
+need no plotting library; :mod:`ganseg.evaluation.charts` arranges them into grids. Pixels
+outside the region of interest (truth IGNORE) are washed grey: they are not scored, so no
+error colour is drawn there.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ganseg.data.pairs import VOC_PALETTE
+from ganseg.data.pairs import IGNORE, VOC_PALETTE
 
 # Error colours (colour-blind-safe pair for the two error kinds: orange vs blue).
 CORRECT = np.array([0, 200, 0], dtype=np.float32)  # foreground found with the right label
 FALSE_POSITIVE = np.array([255, 140, 0], dtype=np.float32)  # predicted, not in the truth
 FALSE_NEGATIVE = np.array([0, 110, 255], dtype=np.float32)  # in the truth, missed
 WRONG_CLASS = np.array([230, 0, 230], dtype=np.float32)  # foreground in both, other label
+UNSCORED = np.array([128, 128, 128], dtype=np.float32)  # outside the region of interest
 ALPHA = 0.45
+UNSCORED_ALPHA = 0.6  # strong enough to read as "not part of the score", the image still visible
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
@@ -33,9 +37,12 @@ def _blend(rgb: np.ndarray, where: np.ndarray, colour: np.ndarray, alpha: float 
 
 
 def error_overlay(image: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Image with correct foreground green, false positives orange, misses blue, wrong class magenta."""
+    """Image with correct foreground green, false positives orange, misses blue, wrong class
+    magenta; grey where the truth is IGNORE (not scored, whatever was predicted)."""
     rgb = to_rgb(image)
-    predicted_fg, truth_fg = predicted > 0, truth > 0
+    scored = truth != IGNORE
+    predicted_fg, truth_fg = (predicted > 0) & scored, (truth > 0) & scored
+    _blend(rgb, ~scored, UNSCORED, UNSCORED_ALPHA)
     _blend(rgb, predicted_fg & truth_fg & (predicted == truth), CORRECT)
     _blend(rgb, predicted_fg & truth_fg & (predicted != truth), WRONG_CLASS)
     _blend(rgb, predicted_fg & ~truth_fg, FALSE_POSITIVE)

@@ -109,7 +109,8 @@ def render_markdown(ev: Evaluation) -> str:
         (f"Test split: {n} images (`{ev.test_folder}`). Every value is the mean over test images with its "
         f"{level} studentized-bootstrap interval over test images ({ev.resamples} resamples). "
         "Dice, IoU, precision and recall: higher is better; HD95 (95th-percentile Hausdorff distance "
-        "between outlines, pixels): lower is better. Metric definitions: docs/evaluation.md."),
+        "between outlines, pixels): lower is better. Each image is segmented and scored at its own size; "
+        "pixels outside its region of interest count in no metric. Metric definitions: docs/evaluation.md."),
         "",
         "## Segmentation on the test split",
         "",

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ganseg.evaluation.bootstrap import Interval, mean_interval, paired_difference
 from ganseg.evaluation.names import LABELS, METRICS  # noqa: F401 - re-exported for the report
+from ganseg.metrics.labels import LabelMaps
 from ganseg.metrics.registry import REGISTRY
 from ganseg.metrics.segmentation import segmentation_report
 
@@ -33,10 +33,11 @@ def higher_is_better(name: str) -> bool:
     return spec is None or spec.higher_is_better
 
 
-def score_images(predicted: torch.Tensor, truth: torch.Tensor, num_classes: int) -> dict[str, np.ndarray]:
-    """Label maps (N, H, W) -> {metric: (N,) float64}: every segmentation metric of the
-    registry (headline values first, then per class)."""
-    report = segmentation_report(predicted, truth.long(), num_classes, boundary=True)
+def score_images(predicted: LabelMaps, truth: LabelMaps, num_classes: int) -> dict[str, np.ndarray]:
+    """Label maps, (N, H, W) or one (H, W) per image (sizes may differ; IGNORE in ``truth`` is
+    not scored) -> {metric: (N,) float64}: every segmentation metric of the registry (headline
+    values first, then per class)."""
+    report = segmentation_report(predicted, truth, num_classes, boundary=True)
     return {name: values.numpy() for name, values in report.scores().items()}
 
 

@@ -1,7 +1,9 @@
 """How good are the synthetic images? FID, KID and IS against the real training images.
 
 - FID and KID compare Inception pool3 features of a seeded subset of the synthetic images
-  with those of the real training images.
+  with those of the real training images, at one scale: real images of any size give one
+  seeded crop of the synthetic images' size each, never a resized whole image
+  (:func:`ganseg.metrics.image_quality.seeded_crops`).
 - A reference pair, real training images vs real held-out (val + test) images, gives the
   floor the same protocol reaches between two real samples: a synthetic FID/KID near the
   reference means the generator is as close as a fresh real sample would be.
@@ -20,12 +22,20 @@ is computed by the evaluate stage with the same scores as the test set.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from ganseg.config.evaluate import SyntheticQualityConfig
-from ganseg.metrics.image_quality import FidKidResult, equal_n, fid_kid_from_features, seeded_subset
+from ganseg.metrics.image_quality import (
+    FidKidResult,
+    equal_n,
+    fid_kid_from_features,
+    image_size,
+    seeded_crops,
+    seeded_subset,
+)
 from ganseg.metrics.inception import extract_features, load_feature_extractor
 from ganseg.metrics.inception_score import inception_score
 from ganseg.metrics.unavailable import MetricUnavailable
@@ -42,21 +52,23 @@ class QualityResult:
 
 
 def image_quality(
-    real_train: torch.Tensor,
-    synthetic: torch.Tensor,
-    real_held_out: torch.Tensor | None,
+    real_train: Sequence[torch.Tensor],
+    synthetic: Sequence[torch.Tensor],
+    real_held_out: Sequence[torch.Tensor] | None,
     cfg: SyntheticQualityConfig,
     seed: int,
     device: torch.device,
 ) -> QualityResult:
-    """FID/KID (synthetic vs real train, and the real reference) and IS of uint8 (N, C, H, W),
-    all at one N (module docstring)."""
+    """FID/KID (synthetic vs real train, and the real reference) and IS of uint8 (C, H, W)
+    images: the real ones of any sizes, cropped to the synthetic ones' size; all at one N
+    (module docstring)."""
     result = QualityResult()
     has_reference = real_held_out is not None and len(real_held_out) >= 2
     sizes = (len(real_train), len(synthetic)) + ((len(real_held_out),) if has_reference else ())
     n = result.n = equal_n(*sizes, max_images=cfg.max_images)
-    real = seeded_subset(real_train, n, seed)
-    fake = seeded_subset(synthetic, n, seed + 1)
+    fake_size = image_size(synthetic, "synthetic images")
+    real = seeded_crops(real_train, n, fake_size, seed)
+    fake = seeded_subset(torch.stack(list(synthetic)), n, seed + 1)
     extractor = load_feature_extractor(cfg.inception_weights, device=device)
     result.feature_extractor = extractor.source
     # One Inception pass per image set; the real features serve both comparisons.
@@ -73,7 +85,7 @@ def image_quality(
         kid_subsets=synthetic_row.kid_subsets,
     )
     if has_reference:
-        reference = seeded_subset(real_held_out, n, seed + 2)
+        reference = seeded_crops(real_held_out, n, fake_size, seed + 2)
         reference_features = extract_features(reference, extractor, batch_size=cfg.batch_size,
                                               label="FID features: real held-out")
         reference_row = _fid_kid(real_features, reference_features, extractor.source, cfg, seed)

@@ -20,11 +20,13 @@ Everything that makes a run resumable lives in the one :class:`~ganseg.training.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
+from ganseg.data.patches import PatchPlan, cut
 from ganseg.finetune.losses import LabeledBatch, SemiSupervisedLoss
 from ganseg.gan.data import dihedral
 from ganseg.gan.losses import GanLoss, Stats
@@ -37,24 +39,27 @@ SEMI_STATS = ("semi/loss", "semi/adv", "semi/self_training", "semi/trusted_fract
 
 
 class UnlabeledBatches:
-    """Batches of unlabeled uint8 images (N, C, H, W), drawn from ``(seed, step)`` alone.
+    """Batches of unlabeled uint8 patches (B, C, P, P), drawn from ``(seed, step)`` alone.
 
-    The stream walks one seeded permutation of the pool after another, ``batch_size`` images
-    per step, each turned by a random one of the 8 symmetries of the square (microscopy has no
-    preferred orientation). Step ``s`` always gets the same batch, so a resumed run continues
-    the stream exactly without saving any state.
+    The stream walks one seeded permutation of the pool (uint8 (C, H, W) images of any sizes)
+    after another, ``batch_size`` images per step; from each a uniformly placed ``patch`` is cut
+    (:mod:`ganseg.data.patches`; padded by reflection where the image is smaller), turned by a
+    random one of the 8 symmetries of the square (microscopy has no preferred orientation).
+    Step ``s`` always gets the same batch, so a resumed run continues the stream exactly without
+    saving any state.
     """
 
-    def __init__(self, images: torch.Tensor, batch_size: int, seed: int, augment: bool = True):
-        if images.ndim != 4 or images.dtype != torch.uint8 or images.shape[0] == 0:
-            raise ValueError("unlabeled images must be a non-empty uint8 (N, C, H, W) tensor")
+    def __init__(self, images: Sequence[torch.Tensor], batch_size: int, seed: int, patch: int, augment: bool = True):
+        if not len(images) or any(image.ndim != 3 or image.dtype != torch.uint8 for image in images):
+            raise ValueError("unlabeled images must be a non-empty list of uint8 (C, H, W) tensors")
         self.images = images
         self.batch_size = batch_size
         self.seed = seed
-        self.augment = augment and images.shape[-1] == images.shape[-2]
+        self.windows = PatchPlan.uniform(images, patch)
+        self.augment = augment
 
     def __len__(self) -> int:
-        return self.images.shape[0]
+        return len(self.images)
 
     def indices(self, step: int) -> torch.Tensor:
         count = len(self)
@@ -67,8 +72,13 @@ class UnlabeledBatches:
         return torch.cat(picked)
 
     def __call__(self, step: int) -> torch.Tensor:
-        """uint8 (B, C, H, W) images of step ``step``."""
-        images = self.images[self.indices(step)]
+        """uint8 (B, C, P, P) patches of step ``step``."""
+        rng = np.random.default_rng([self.seed, step, 2])
+        patches = []
+        for index in self.indices(step).tolist():
+            top, left = self.windows.window(index, rng)
+            patches.append(cut(self.images[index], top, left, self.windows.size, fill=None))
+        images = torch.stack(patches)
         if self.augment:
             generator = torch.Generator().manual_seed(hash_seed(self.seed, step, 1))
             images = dihedral(images, *(torch.rand(3, len(images), generator=generator) < 0.5))

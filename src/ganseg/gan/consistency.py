@@ -7,17 +7,24 @@ scale, the same segmenter is scored on real held-out pairs (``reference_dice``):
 score near the reference means the painted nuclei sit where their masks say, as clearly as
 in real images; a much lower score means the generator ignores or blurs its masks.
 
+The segmenter trains on patches of the GAN's patch size (:class:`~ganseg.gan.data.PairSampler`),
+and the real held-out pairs it is scored on are patches of that size too (one seeded window
+per image, :func:`~ganseg.gan.data.fixed_patches`): the same scale as the synthetic pairs.
+IGNORE pixels count in neither the loss nor the Dice.
+
 The number depends on this segmenter (how long it trained, its capacity): compare it
 between GAN settings run with the same ``augment.consistency`` block, not across blocks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ganseg.data.pairs import IGNORE
 from ganseg.gan.data import PairSampler
 from ganseg.metrics.segmentation import dice_per_image
 from ganseg.models.unet import UNet, UNetConfig
@@ -37,8 +44,8 @@ class ConsistencyResult:
 
 
 def train_reference_segmenter(
-    images: torch.Tensor,  # (N, C, H, W) uint8, real training images
-    labels: torch.Tensor,  # (N, H, W) uint8
+    images: Sequence[torch.Tensor],  # N x (C, H, W) uint8, real training images, any sizes
+    labels: Sequence[torch.Tensor],  # N x (H, W) uint8
     num_classes: int,
     steps: int,
     base_width: int,
@@ -46,19 +53,24 @@ def train_reference_segmenter(
     lr: float,
     seed: int,
     device: torch.device,
+    patch_size: int,
+    foreground_share: float = 0.33,
     label: str | None = "consistency U-Net",
 ) -> nn.Module:
-    """A U-Net fitted for ``steps`` Adam steps (BCE + soft Dice) on flipped/rotated real pairs.
+    """A U-Net fitted for ``steps`` Adam steps (BCE + soft Dice) on flipped/rotated real
+    ``patch_size`` patches.
 
     ``label``: progress over the steps under that name; None = silent.
     """
     torch.manual_seed(seed)
-    depth = 3 if min(images.shape[-2:]) >= 32 else 2
-    model = UNet(UNetConfig(in_channels=images.shape[1], num_classes=num_classes, depth=depth,
+    depth = 3 if patch_size >= 32 and patch_size % 8 == 0 else 2
+    model = UNet(UNetConfig(in_channels=images[0].shape[0], num_classes=num_classes, depth=depth,
                             base_width=base_width)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     criterion = SegmentationLoss("bce_dice")
-    sampler = PairSampler(images, labels, num_classes, batch_size, seed, device, augment=True)
+    # No padding warning of its own: the GAN's sampler has said it of the same images and patch.
+    sampler = PairSampler(images, labels, num_classes, batch_size, seed, device, patch_size, foreground_share,
+                          augment=True, label=None)
 
     def segmentation(judge, batch) -> tuple[torch.Tensor, dict]:
         loss, _ = criterion(model((batch.images + 1) / 2), batch.labels)  # U-Net inputs in [0, 1]
@@ -93,9 +105,15 @@ def predict(model: nn.Module, images: torch.Tensor, num_classes: int, device: to
 
 def mean_dice(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
               device: torch.device) -> float:
-    """The mean over images of the per-image Dice (metrics library: the evaluate stage's ``dice``)."""
-    pred = predict(model, images, num_classes, device)
-    return float(dice_per_image(pred, labels.long(), num_classes).mean())
+    """The mean over images of the per-image Dice (metrics library: the evaluate stage's ``dice``).
+
+    IGNORE pixels become background in both prediction and truth: true negatives, which no
+    foreground Dice counts.
+    """
+    target = labels.long()
+    counted = target != IGNORE
+    pred = torch.where(counted, predict(model, images, num_classes, device), 0)
+    return float(dice_per_image(pred, torch.where(counted, target, 0), num_classes).mean())
 
 
 def mask_consistency(

@@ -191,13 +191,22 @@ def build_objective(loss: str, label_smoothing: float = 0.0) -> GanObjective:
 
 
 class PixelLoss:
-    """The reconstruction term of pix2pix: ``weight * |fake - target|`` (L1), mean over pixels."""
+    """The reconstruction term of pix2pix: ``weight * |fake - target|`` (L1), mean over pixels.
+
+    ``valid`` (B, 1, H, W), 1 where a pixel counts: the mean is over those pixels only, so a
+    patch's padding and the outside of a region of interest ask nothing of the generator.
+    """
 
     def __init__(self, weight: float = 100.0):
         self.weight = weight
 
-    def __call__(self, fake: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, Stats]:
-        l1 = (fake.float() - target.float()).abs().mean()
+    def __call__(self, fake: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, Stats]:
+        error = (fake.float() - target.float()).abs()  # (B, C, H, W)
+        if valid is None:
+            l1 = error.mean()
+        else:
+            l1 = (error * valid).sum() / (valid.sum() * error.shape[1]).clamp(min=1)
         return self.weight * l1, {"g_pixel": l1.detach()}
 
 

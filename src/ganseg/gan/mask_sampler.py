@@ -12,15 +12,32 @@ then, with probability ``paste_p``, *combines objects*: up to ``paste_max`` conn
 components cut from another training mask (the *donor*) are pasted where they do not overlap
 the existing foreground. Sample ``i`` depends only on ``(seed, i)`` and the masks, so any
 subset can be regenerated, and the returned description says exactly what produced it.
+
+Training masks have their own sizes; the sampler works on square patches of the GAN's patch
+size. :func:`mask_patches` cuts them once, seeded: per training mask as many windows as
+patches would tile it (one for a mask of the patch's size), at most
+:data:`PATCHES_PER_MASK`, a ``foreground_share`` of them centred on foreground
+(:mod:`ganseg.data.patches`). IGNORE pixels (outside the region of interest, padding) become
+background there: a synthetic mask is a plain label map, and its image is painted everywhere.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import albumentations as A
 import numpy as np
+import torch
 from scipy import ndimage
+
+from ganseg.data.pairs import IGNORE
+from ganseg.data.patches import PatchPlan, cut
+
+# Enough windows to show a large mask's layouts, few enough that the pool stays small
+# (670 masks x 16 patches of 256 px: 0.7 GB would be too many; 16 of 128 px: 176 MB).
+PATCHES_PER_MASK = 16
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,28 @@ class SampledMask:
     transform: str  # e.g. "Transpose;Affine(s=1.04,r=-12.0);paste(2)"
 
 
+@dataclass(frozen=True)
+class MaskPatches:
+    labels: np.ndarray  # (M, P, P) uint8, no IGNORE
+    sources: np.ndarray  # (M,) int: the training mask each patch was cut from
+
+
+def mask_patches(masks: Sequence[torch.Tensor], size: int, foreground_share: float, seed: int) -> MaskPatches:
+    """A seeded pool of ``size`` patches of (H, W) label maps of any sizes (module docstring)."""
+    plan = PatchPlan.for_masks(masks, size, foreground_share, seed)
+    rng = np.random.default_rng(seed)
+    labels, sources = [], []
+    for index, mask in enumerate(masks):
+        height, width = mask.shape
+        count = min(math.ceil(height / size) * math.ceil(width / size), PATCHES_PER_MASK)
+        for _ in range(count):
+            top, left = plan.window(index, rng)
+            patch = cut(mask.cpu(), top, left, plan.size, fill=IGNORE).numpy()
+            labels.append(np.where(patch == IGNORE, 0, patch).astype(np.uint8))
+            sources.append(index)
+    return MaskPatches(np.stack(labels), np.asarray(sources))
+
+
 def _affine_words(params: dict) -> str:
     scale = params.get("scale", {})
     s = scale.get("x", 1.0) if isinstance(scale, dict) else float(scale)
@@ -54,12 +93,19 @@ def _affine_words(params: dict) -> str:
 
 
 class MaskSampler:
-    """Sample novel label maps from ``masks`` (N, H, W) uint8, deterministically per index."""
+    """Sample novel label maps from ``masks`` (N, H, W) uint8, deterministically per index.
 
-    def __init__(self, masks: np.ndarray, settings: MaskSamplerSettings, seed: int):
+    ``sources`` (N,): the training mask each of ``masks`` came from (:class:`MaskPatches`),
+    reported as a sample's ``source_index`` / ``donor_index``; None = ``masks`` are the
+    training masks themselves.
+    """
+
+    def __init__(self, masks: np.ndarray, settings: MaskSamplerSettings, seed: int,
+                 sources: np.ndarray | None = None):
         if masks.ndim != 3 or masks.shape[0] == 0:
             raise ValueError(f"MaskSampler needs (N, H, W) masks with N >= 1, got {masks.shape}")
         self.masks = masks.astype(np.uint8)
+        self.sources = np.arange(len(masks)) if sources is None else np.asarray(sources)
         self.settings = settings
         self.seed = seed
         size = masks.shape[1]
@@ -93,7 +139,8 @@ class MaskSampler:
             donor = int(rng.integers(len(self.masks)))
             labels, pasted = paste_objects(labels, self.masks[donor], self.settings.paste_max, rng)
             words.append(f"paste({pasted})")
-        return SampledMask(labels, source, donor, ";".join(words) or "identity")
+        return SampledMask(labels, int(self.sources[source]), None if donor is None else int(self.sources[donor]),
+                           ";".join(words) or "identity")
 
 
 def paste_objects(

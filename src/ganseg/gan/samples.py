@@ -10,16 +10,18 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ganseg.data.pairs import VOC_PALETTE
+from ganseg.data.pairs import IGNORE, VOC_PALETTE
 
 PAD = 2
 PAD_VALUE = 64  # dark grey between tiles
 
 
 def mask_to_rgb(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """(H, W) labels -> (H, W, 3) uint8: white foreground, or the VOC palette per class."""
+    """(H, W) labels -> (H, W, 3) uint8: white foreground, or the VOC palette per class; IGNORE
+    pixels grey (binary) or VOC's void colour (multi-class, its index 255)."""
     if num_classes == 1:
-        return np.repeat(((labels > 0) * 255).astype(np.uint8)[:, :, None], 3, axis=2)
+        gray = np.where(labels == IGNORE, 128, (labels > 0) * 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
     palette = np.asarray(VOC_PALETTE, dtype=np.uint8).reshape(256, 3)
     return palette[labels]
 

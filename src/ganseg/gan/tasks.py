@@ -48,7 +48,7 @@ class Pix2PixTask:
         return torch.cat([batch.masks, generated], dim=1)
 
     def generator_loss(self, batch, generated):
-        return self.pixel_loss(generated, batch.images)
+        return self.pixel_loss(generated, batch.images, batch.valid)  # L1 off IGNORE pixels
 
 
 class DcganTask:

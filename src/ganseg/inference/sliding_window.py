@@ -36,7 +36,7 @@ does not fit is a :class:`~ganseg.errors.DataError` naming it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -111,6 +111,28 @@ def segment_probabilities(
     if probs.shape[-2:] != (height, width):
         probs = probs[..., top : top + height, left : left + width].contiguous()
     return probs[0] if single else probs
+
+
+def segment_each(network: Network, images: Sequence[torch.Tensor], *, tile: int | tuple[int, int] | None,
+                 names: Sequence[str] | None = None, group_pixels: int = 2**25, **options
+                 ) -> Iterator[torch.Tensor]:
+    """Probabilities (K, H, W) of each image of a list (sizes may differ), in order, through
+    :func:`segment_probabilities` with ``options``. Consecutive images of one size share a call
+    (their tiles share batches), up to ``group_pixels`` pixels at a time so that the maps held at
+    once stay bounded. ``tile`` None = each image's own size (whole-image inference)."""
+    start = 0
+    while start < len(images):
+        size = tuple(images[start].shape[-2:])
+        stop = start + 1
+        while (stop < len(images) and tuple(images[stop].shape[-2:]) == size
+               and (stop - start + 1) * size[0] * size[1] <= group_pixels):
+            stop += 1
+        name = names[start] if names is not None and stop == start + 1 else (
+            f"{names[start]} .. {names[stop - 1]}" if names is not None else "image")
+        probs = segment_probabilities(network, torch.stack(list(images[start:stop])), tile=tile or size,
+                                      name=name, **options)
+        yield from probs.unbind(0)
+        start = stop
 
 
 def check_memory(

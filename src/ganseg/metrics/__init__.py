@@ -2,7 +2,9 @@
 
 - Segmentation (:mod:`.segmentation`, :mod:`.boundary`, inputs per :mod:`.labels`): Dice, IoU,
   precision, recall per image and class / per image / mean / global (a class in neither map
-  of an image is not counted there); 95th-percentile Hausdorff distance.
+  of an image is not counted there); 95th-percentile Hausdorff distance. Images may differ in
+  size (lists of label maps); target pixels labelled IGNORE (outside the region of interest)
+  are scored by none of them.
 - Generated images (:mod:`.inception`, :mod:`.fid`, :mod:`.kid`, :mod:`.image_quality`,
   :mod:`.inception_score`): FID and KID on TF-Inception pool3 features (offline weights),
   Inception Score when torch-fidelity's full weights are available, else MetricUnavailable.

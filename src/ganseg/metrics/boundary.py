@@ -6,11 +6,18 @@ counts as outside), as torchmetrics' ``mask_edges`` defines it. For every outlin
 versa; the result is the larger of the two directed ``percentile``-th percentiles (MONAI's
 convention; numpy's linear interpolation). ``percentile=100`` is the classic Hausdorff distance
 and equals torchmetrics' ``hausdorff_distance``. Units: pixels, or physical units with
-``spacing=(dy, dx)``.
+``spacing=(dy, dx)``. Each image is scored at its own size.
 
-Empty masks: both empty -> 0 (perfect agreement); exactly one empty -> the image diagonal
-(the largest distance the image allows), a finite worst case so that a missed or hallucinated
-object counts against the mean instead of vanishing from it.
+Region of interest: only pixels whose target is not IGNORE are scored. The predicted mask is
+cut to that region before its outline is taken (a prediction outside it changes nothing), and
+the region's edge counts as outside, as the image border does, for both masks alike: where
+both cover the region's edge their outlines coincide there (distance 0). Distances are
+straight lines in the image plane, also across ignored pixels.
+
+Empty masks (inside the region): both empty -> 0 (perfect agreement); exactly one empty -> the
+diagonal of the region's bounding box (the image diagonal when nothing is ignored: the largest
+distance the region allows), a finite worst case so that a missed or hallucinated object
+counts against the mean instead of vanishing from it.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ganseg.metrics.labels import foreground_classes, to_label_map, validate_label_maps
+from ganseg.data.pairs import IGNORE
+from ganseg.metrics.labels import LabelMaps, foreground_classes, label_map_pairs
 
 
 def mask_outline(masks: torch.Tensor) -> torch.Tensor:
@@ -45,8 +53,8 @@ def _directed_distances(source: np.ndarray, target: np.ndarray, spacing: tuple[f
 
 
 def hausdorff_per_image(
-    pred: torch.Tensor,
-    target: torch.Tensor,
+    pred: LabelMaps,
+    target: LabelMaps,
     num_classes: int,
     percentile: float = 95.0,
     spacing: tuple[float, float] = (1.0, 1.0),
@@ -57,32 +65,44 @@ def hausdorff_per_image(
     """
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
-    labels = to_label_map(pred, num_classes)
-    validate_label_maps(labels, target, num_classes)
-    height, width = target.shape[-2:]
-    diagonal = math.hypot((height - 1) * spacing[0], (width - 1) * spacing[1])
+    pairs = label_map_pairs(pred, target, num_classes)
     classes = foreground_classes(num_classes)
-    result = torch.zeros(target.shape[0], len(classes), dtype=torch.float64)
-    for column, cls in enumerate(classes):
-        pred_masks, target_masks = labels == cls, target == cls  # (N, H, W)
-        pred_outline = mask_outline(pred_masks).cpu().numpy()
-        target_outline = mask_outline(target_masks).cpu().numpy()
-        pred_any = pred_masks.flatten(1).any(1).tolist()
-        target_any = target_masks.flatten(1).any(1).tolist()
-        for index in range(target.shape[0]):
-            if not pred_any[index] and not target_any[index]:
-                continue  # both empty: 0
-            if pred_any[index] != target_any[index]:
-                result[index, column] = diagonal
-                continue
-            forward = _directed_distances(pred_outline[index], target_outline[index], spacing)
-            backward = _directed_distances(target_outline[index], pred_outline[index], spacing)
-            result[index, column] = max(np.percentile(forward, percentile), np.percentile(backward, percentile))
+    result = torch.zeros(len(pairs), len(classes), dtype=torch.float64)
+    for index, (labels, truth) in enumerate(pairs):
+        scored = (truth != IGNORE).cpu()
+        worst = _region_diagonal(scored, spacing)
+        for column, cls in enumerate(classes):
+            pred_mask, target_mask = (labels.cpu() == cls) & scored, truth.cpu() == cls
+            result[index, column] = _hausdorff(pred_mask, target_mask, percentile, spacing, worst)
     return result
 
 
+def _hausdorff(
+    pred_mask: torch.Tensor, target_mask: torch.Tensor, percentile: float, spacing: tuple[float, float], worst: float
+) -> float:
+    """One image and class, bool (H, W) masks; ``worst`` when exactly one is empty."""
+    pred_any, target_any = bool(pred_mask.any()), bool(target_mask.any())
+    if not pred_any and not target_any:
+        return 0.0
+    if pred_any != target_any:
+        return worst
+    pred_outline = mask_outline(pred_mask[None])[0].numpy()
+    target_outline = mask_outline(target_mask[None])[0].numpy()
+    forward = _directed_distances(pred_outline, target_outline, spacing)
+    backward = _directed_distances(target_outline, pred_outline, spacing)
+    return float(max(np.percentile(forward, percentile), np.percentile(backward, percentile)))
+
+
+def _region_diagonal(scored: torch.Tensor, spacing: tuple[float, float]) -> float:
+    """Diagonal of the bounding box of the scored pixels (bool (H, W)); 0 when none is scored."""
+    rows, cols = scored.any(dim=1).nonzero()[:, 0], scored.any(dim=0).nonzero()[:, 0]
+    if not len(rows):
+        return 0.0
+    return math.hypot(int(rows[-1] - rows[0]) * spacing[0], int(cols[-1] - cols[0]) * spacing[1])
+
+
 def hd95_per_image(
-    pred: torch.Tensor, target: torch.Tensor, num_classes: int, spacing: tuple[float, float] = (1.0, 1.0)
+    pred: LabelMaps, target: LabelMaps, num_classes: int, spacing: tuple[float, float] = (1.0, 1.0)
 ) -> torch.Tensor:
     """95th-percentile symmetric Hausdorff distance per image and foreground class -> (N, C)."""
     return hausdorff_per_image(pred, target, num_classes, percentile=95.0, spacing=spacing)

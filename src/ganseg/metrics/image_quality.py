@@ -11,16 +11,27 @@ comparable with values at the same N. The rule both stages follow (augment, eval
   FID 183 at N 16, 133 at 48, 103 at 64: docs/evaluation.md).
 
 KID is unbiased and is the number to trust when N is a few hundred or less.
+
+The sets are also compared at one *scale*. Generated images have one size (the GAN's patch);
+real images have their own, often much larger. Resizing a 1000 px image to Inception's input
+would shrink its nuclei several times more than a 128 px patch's, and FID would measure that.
+So the real side is cut, not resized: :func:`seeded_crops` takes one seeded, uniformly placed
+window of the generated images' size from each chosen real image (reflection-padded where an
+image is smaller). A real image of that size is its own window, so same-size sets compare
+exactly as whole images did. N stays the number of images: one crop per image, since crops
+of one image are not independent samples.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from ganseg.data.patches import PatchPlan, cut
 from ganseg.metrics.fid import fid_from_features
 from ganseg.metrics.inception import extract_features
 from ganseg.metrics.kid import kid_from_features
@@ -73,12 +84,37 @@ def equal_n(*sizes: int, max_images: int) -> int:
     return int(min(*sizes, max_images))
 
 
+def seeded_indices(count: int, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` of ``range(count)``, chosen without replacement by ``seed`` (sorted: stable order)."""
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
+
+
 def seeded_subset(images: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
-    """At most ``limit`` images, chosen without replacement by ``seed`` (sorted: stable order)."""
+    """At most ``limit`` of the (N, C, H, W) images, chosen by :func:`seeded_indices`."""
     if len(images) <= limit:
         return images
-    chosen = np.sort(np.random.default_rng(seed).choice(len(images), size=limit, replace=False))
-    return images[torch.from_numpy(chosen)]
+    return images[torch.from_numpy(seeded_indices(len(images), limit, seed))]
+
+
+def seeded_crops(images: Sequence[torch.Tensor], limit: int, size: tuple[int, int], seed: int) -> torch.Tensor:
+    """At most ``limit`` of the (C, H, W) images (any sizes), chosen by :func:`seeded_indices`,
+    one seeded window of ``size`` from each -> (n, C, h, w) uint8 (module docstring: equal scale)."""
+    chosen = seeded_indices(len(images), limit, seed)
+    no_foreground = np.empty((0, 2), dtype=np.int32)  # windows placed uniformly
+    plan = PatchPlan(size, 0.0, [tuple(images[i].shape[-2:]) for i in chosen], [no_foreground] * len(chosen))
+    rng = np.random.default_rng([seed, limit])
+    return torch.stack([cut(images[i].cpu(), *plan.window(k, rng), plan.size, fill=None)
+                        for k, i in enumerate(chosen)])
+
+
+def image_size(images: Sequence[torch.Tensor], name: str) -> tuple[int, int]:
+    """The one (height, width) of a set of generated images; ValueError naming the set if they differ."""
+    sizes = {tuple(image.shape[-2:]) for image in images}
+    if len(sizes) != 1:
+        raise ValueError(f"{name}: generated images must share one size, got {sorted(sizes)[:3]}")
+    return sizes.pop()
 
 
 def small_n_warning(n: int, stage: str) -> str | None:

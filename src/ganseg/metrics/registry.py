@@ -36,7 +36,8 @@ class MetricSpec:
       :mod:`ganseg.metrics.segmentation`); pooled counts give its global value; a ratio in
       [0, 1], drawn in the chart's overlap panel;
     - ``boundary``: ``fn(pred, target, num_classes, spacing) -> Tensor (N, C)`` float64 from
-      label maps (a distance such as HD95; slower, ``segmentation_report(boundary=False)``
+      lists of per-image int64 (H, W) label maps, sizes differing, targets IGNORE outside the
+      region of interest (a distance such as HD95; slower, ``segmentation_report(boundary=False)``
       skips it);
     - ``features``: ``fn(real_features, fake_features) -> float | KidResult`` on (N, D) features;
     - ``images``: ``fn(images_uint8, ...) -> InceptionScoreResult``; may raise MetricUnavailable.

@@ -1,6 +1,9 @@
 """The Dice family (Dice, IoU, precision, recall) per image, mean over images and global over pixels.
 
-Inputs are label maps or scores as :mod:`ganseg.metrics.labels` describes. From per-class
+Inputs are label maps or scores as :mod:`ganseg.metrics.labels` describes: stacked (N, ...)
+tensors or lists of per-image tensors whose sizes may differ; each image is counted on its
+own, so an image scores the same alone as in any set. Pixels whose target is IGNORE (outside
+the region of interest) count in no TP, FP or FN, whatever was predicted there. From per-class
 pixel counts TP, FP, FN of one image:
 
 - Dice = 2TP / (2TP + FP + FN), IoU = TP / (TP + FP + FN),
@@ -27,7 +30,8 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from ganseg.metrics.labels import foreground_classes, label_count, to_label_map, validate_label_maps
+from ganseg.data.pairs import IGNORE
+from ganseg.metrics.labels import LabelMaps, foreground_classes, label_count, label_map_pairs
 
 
 @dataclass(frozen=True)
@@ -43,20 +47,26 @@ class ConfusionCounts:
         return ConfusionCounts(self.tp.sum(0, keepdim=True), self.fp.sum(0, keepdim=True), self.fn.sum(0, keepdim=True))
 
 
-def confusion_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> ConfusionCounts:
-    """TP/FP/FN per image and foreground class, from one bincount over (image, pred, target)."""
-    labels = to_label_map(pred, num_classes)
-    validate_label_maps(labels, target, num_classes)
+def confusion_counts(pred: LabelMaps, target: LabelMaps, num_classes: int) -> ConfusionCounts:
+    """TP/FP/FN per image and foreground class, from each image's scored (non-IGNORE) pixels."""
     count = label_count(num_classes)
-    n = target.shape[0]
-    # confusion[i, p, t] = pixels of image i predicted p whose true label is t
-    codes = (torch.arange(n, device=target.device).view(n, 1, 1) * count + labels) * count + target.long()
-    confusion = torch.bincount(codes.flatten(), minlength=n * count * count).view(n, count, count)
+    pairs = label_map_pairs(pred, target, num_classes)
+    if pairs:
+        confusion = torch.stack([_confusion_matrix(labels, truth, count) for labels, truth in pairs])
+    else:
+        confusion = torch.zeros(0, count, count, dtype=torch.long)
     classes = foreground_classes(num_classes)
     tp = confusion.diagonal(dim1=1, dim2=2)[:, classes]
     predicted = confusion.sum(dim=2)[:, classes]  # TP + FP
     actual = confusion.sum(dim=1)[:, classes]  # TP + FN
     return ConfusionCounts(tp=tp, fp=predicted - tp, fn=actual - tp)
+
+
+def _confusion_matrix(labels: torch.Tensor, truth: torch.Tensor, count: int) -> torch.Tensor:
+    """(count, count) int64: [p, t] = scored pixels of one image predicted p whose true label is t."""
+    scored = truth != IGNORE
+    codes = labels[scored] * count + truth[scored]
+    return torch.bincount(codes, minlength=count * count).view(count, count)
 
 
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, counts: ConfusionCounts) -> torch.Tensor:
@@ -93,27 +103,28 @@ def image_mean(per_class: torch.Tensor) -> torch.Tensor:
     return torch.where(number > 0, total / number.clamp(min=1), 1.0)
 
 
-def dice_per_image(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Dice of each image (mean over its counted foreground classes) -> (N,) float64."""
+def dice_per_image(pred: LabelMaps, target: LabelMaps, num_classes: int) -> torch.Tensor:
+    """Dice of each image (mean over its counted foreground classes) -> (N,) float64, from
+    stacked tensors or lists of per-image maps; IGNORE target pixels are not scored."""
     return image_mean(dice_per_class(pred, target, num_classes))
 
 
-def dice_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+def dice_per_class(pred: LabelMaps, target: LabelMaps, num_classes: int) -> torch.Tensor:
     """Dice per image and foreground class -> (N, C) float64, NaN where not counted."""
     return dice_from_counts(confusion_counts(pred, target, num_classes))
 
 
-def iou_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+def iou_per_class(pred: LabelMaps, target: LabelMaps, num_classes: int) -> torch.Tensor:
     """IoU (Jaccard) per image and foreground class -> (N, C) float64, NaN where not counted."""
     return iou_from_counts(confusion_counts(pred, target, num_classes))
 
 
-def precision_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+def precision_per_class(pred: LabelMaps, target: LabelMaps, num_classes: int) -> torch.Tensor:
     """Pixel precision per image and foreground class -> (N, C) float64, NaN where not counted."""
     return precision_from_counts(confusion_counts(pred, target, num_classes))
 
 
-def recall_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+def recall_per_class(pred: LabelMaps, target: LabelMaps, num_classes: int) -> torch.Tensor:
     """Pixel recall (sensitivity) per image and foreground class -> (N, C) float64, NaN where not counted."""
     return recall_from_counts(confusion_counts(pred, target, num_classes))
 
@@ -170,8 +181,8 @@ class SegmentationReport:
 
 
 def segmentation_report(
-    pred: torch.Tensor,
-    target: torch.Tensor,
+    pred: LabelMaps,
+    target: LabelMaps,
     num_classes: int,
     boundary: bool = True,
     spacing: tuple[float, float] = (1.0, 1.0),
@@ -180,8 +191,9 @@ def segmentation_report(
     ``boundary``) every ``boundary`` one (HD95), in registry order."""
     from ganseg.metrics.registry import segmentation_metrics  # the registry imports this module
 
-    labels = to_label_map(pred, num_classes)
-    counts = confusion_counts(labels, target, num_classes)
+    pairs = label_map_pairs(pred, target, num_classes)  # scores -> labels once, for every metric
+    labels, truths = [p for p, _ in pairs], [t for _, t in pairs]
+    counts = confusion_counts(labels, truths, num_classes)
     pooled = counts.pooled()
     per_image, global_values = {}, {}
     for spec in segmentation_metrics():
@@ -189,7 +201,7 @@ def segmentation_report(
             per_image[spec.name] = spec.fn(counts)
             global_values[spec.name] = spec.fn(pooled)[0]
         elif boundary:
-            per_image[spec.name] = spec.fn(labels, target, num_classes, spacing=spacing)
+            per_image[spec.name] = spec.fn(labels, truths, num_classes, spacing=spacing)
     return SegmentationReport(
         classes=tuple(foreground_classes(num_classes)), per_image=per_image, global_values=global_values
     )

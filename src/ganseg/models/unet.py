@@ -44,6 +44,12 @@ class UNetConfig:
     def out_channels(self) -> int:
         return 1 if self.num_classes == 1 else self.num_classes
 
+    @property
+    def down_samplings(self) -> int:
+        """Halvings of the side on the way down: a patch side divisible by 2**this keeps every
+        skip connection aligned (a ResNet encoder halves five times)."""
+        return self.depth if self.encoder == "unet" else 5
+
 
 def assert_shape(tensor: torch.Tensor, expected: tuple[int | None, ...], where: str) -> None:
     """Fail early, naming the block, when a tensor's shape is not what the next block needs."""

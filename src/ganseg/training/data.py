@@ -1,4 +1,9 @@
-"""Training data in memory: decoded once, augmented per sample, mixed real + synthetic.
+"""Training data in memory: decoded once, cut into patches, augmented per sample, mixed real
++ synthetic.
+
+Images keep their own sizes; each sample is a random patch of ``patch_size`` cut from one of
+them (:mod:`ganseg.data.patches`: a share centred on foreground, padding where the image is
+smaller), then augmented. Without a patch size a sample is the whole image (pairs of one size).
 
 Randomness lives in one place: :class:`EpochSampler` draws, from ``(seed, epoch)`` alone, the
 order of the epoch's samples and one augmentation seed per sample. The data set applies the
@@ -15,7 +20,7 @@ is smaller than the draw), so no synthetic pair repeats before the pool is used 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import albumentations as A
 import cv2
@@ -24,6 +29,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ganseg.config.train import AugmentationConfig
+from ganseg.data.patches import PatchPlan, cut_pair
 
 SeededIndex = tuple[int, int]  # (sample index, augmentation seed)
 
@@ -76,30 +82,43 @@ def build_augmentation(cfg: AugmentationConfig) -> A.Compose | None:
 
 
 class PairDataset(Dataset):
-    """In-memory pairs: ``images`` (N, C, H, W) uint8, ``masks`` (N, H, W) uint8 labels.
+    """In-memory pairs: per image a uint8 ``(C, H, W)`` image and ``(H, W)`` label map (a list,
+    sizes may differ, or stacked tensors).
 
-    Indexed by ``(index, seed)`` from :class:`EpochSampler`; returns uint8 ``(C, H, W)`` and
-    ``(H, W)`` tensors (scaling to float happens on the device, see :func:`batch_to_device`).
+    Indexed by ``(index, seed)`` from :class:`EpochSampler`; returns uint8 ``(C, P, P)`` and
+    ``(P, P)`` tensors, P the patch side (scaling to float happens on the device, see
+    :func:`batch_to_device`). The window and the augmentation are both drawn from ``seed``,
+    from separate streams, so a whole-image patch leaves the augmentation as it was.
     """
 
-    def __init__(self, images: torch.Tensor, masks: torch.Tensor, transform: A.Compose | None = None):
-        if images.dtype != torch.uint8 or masks.dtype != torch.uint8:
-            raise ValueError("images and masks must be uint8 tensors")
-        if images.ndim != 4 or masks.shape != (images.shape[0], *images.shape[2:]):
-            raise ValueError(f"images (N, C, H, W) and masks (N, H, W) do not match: "
-                             f"{tuple(images.shape)} vs {tuple(masks.shape)}")
+    def __init__(self, images: Sequence[torch.Tensor], masks: Sequence[torch.Tensor],
+                 transform: A.Compose | None = None, patches: PatchPlan | None = None):
+        if len(images) != len(masks):
+            raise ValueError(f"{len(images)} images but {len(masks)} masks")
+        for image, mask in zip(images, masks):
+            if image.dtype != torch.uint8 or mask.dtype != torch.uint8:
+                raise ValueError("images and masks must be uint8 tensors")
+            if image.ndim != 3 or tuple(mask.shape) != tuple(image.shape[1:]):
+                raise ValueError(f"an image (C, H, W) and its mask (H, W) do not match: "
+                                 f"{tuple(image.shape)} vs {tuple(mask.shape)}")
+        if patches is None and len({tuple(image.shape) for image in images}) > 1:
+            raise ValueError("images of several sizes need a patch size to be batched")
         self.images = images
         self.masks = masks
         self.transform = transform
+        self.patches = patches
 
     def __len__(self) -> int:
-        return self.images.shape[0]
+        return len(self.images)
 
     def __getitem__(self, key: SeededIndex | int) -> tuple[torch.Tensor, torch.Tensor]:
         index, seed = key if isinstance(key, tuple) else (key, 0)
         image, mask = self.images[index], self.masks[index]
+        if self.patches is not None:
+            top, left = self.patches.window(index, np.random.default_rng([seed, 1]))
+            image, mask = cut_pair(image, mask, top, left, self.patches.size)
         if self.transform is None:
-            return image, mask
+            return image.contiguous(), mask.contiguous()
         # Both generators albumentations draws from, seeded per sample (see the module doc).
         self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
         out = self.transform(image=image.permute(1, 2, 0).numpy(), mask=mask.numpy())

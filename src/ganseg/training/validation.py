@@ -1,4 +1,5 @@
-"""Validation: mean per-image Dice (and loss) of a segmenter over in-memory pairs.
+"""Validation: mean per-image Dice (and loss) of a segmenter over in-memory pairs, each image
+segmented whole at its own size by the sliding window evaluate and predict use.
 
 Shared by the train stage and the adversarial fine-tuning stage. Under DDP every process
 scores its own slice of the images and the sums are all-reduced, so every process returns the
@@ -7,16 +8,16 @@ same numbers and takes the same best-checkpoint / early-stopping decisions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from ganseg.inference import segment_each
 from ganseg.metrics.segmentation import dice_per_image
 from ganseg.models.model_file import bare_module
 from ganseg.runtime import autocast
-from ganseg.training.dice import logits_to_labels
 from ganseg.training.distributed import DistInfo, all_reduce_sum
 
 
@@ -49,13 +50,15 @@ def predict_logits(
 @torch.no_grad()
 def evaluate_dice(
     model: nn.Module,
-    images: torch.Tensor,
-    masks: torch.Tensor,
+    images: Sequence[torch.Tensor],
+    masks: Sequence[torch.Tensor],
     *,
     num_classes: int,
     device: torch.device,
     dtype: torch.dtype = torch.float32,
     batch_size: int = 64,
+    tile: int | None = None,
+    overlap: float = 0.25,
     criterion: Callable | None = None,
     memory_format: torch.memory_format = torch.contiguous_format,
     dist_info: DistInfo | None = None,
@@ -63,21 +66,36 @@ def evaluate_dice(
 ) -> dict[str, float]:
     """``{prefix}dice`` (mean per-image Dice, :func:`ganseg.metrics.segmentation.dice_per_image`:
     the number evaluate reports as ``dice``) and, with a ``criterion``, ``{prefix}loss`` (its
-    mean over images)."""
+    mean over images).
+
+    Every image (uint8 (C, H, W), any size; labels (H, W), IGNORE outside the region of
+    interest) is segmented whole, at its own size, by the sliding window evaluate and predict
+    use (:func:`ganseg.inference.segment_each`, tiles of ``tile``, ``batch_size`` tiles per
+    forward pass; ``tile`` None = one window per image). The loss is taken on the blended
+    probabilities (as logits: their logit, or log for softmax), since windows blend
+    probabilities, not logits.
+    """
     info = dist_info or DistInfo()
-    shard = slice(info.rank, None, info.world_size)
-    my_images, my_masks = images[shard], masks[shard]
+    mine = range(info.rank, len(images), info.world_size)
     totals = torch.zeros(3, dtype=torch.float64)  # dice sum, loss sum, image count
-    if len(my_images):
-        logits = predict_logits(model, my_images, device=device, dtype=dtype, batch_size=batch_size,
-                                memory_format=memory_format)
-        totals[0] = dice_per_image(logits_to_labels(logits), my_masks, num_classes).sum()
-        if criterion is not None:
-            for start in range(0, len(logits), batch_size):
-                part = logits[start : start + batch_size]
-                loss, _ = criterion(part, my_masks[start : start + batch_size].long())
-                totals[1] += float(loss) * len(part)
-        totals[2] = len(my_images)
+    network = bare_module(model)
+    was_training = network.training
+    network.eval()
+    try:
+        probabilities = segment_each(
+            lambda tiles: network(tiles.contiguous(memory_format=memory_format)),
+            [images[i] for i in mine], tile=tile, num_classes=num_classes, overlap=overlap,
+            batch_size=batch_size, device=device, dtype=dtype)
+        for index, probs in zip(mine, probabilities):
+            truth = masks[index][None]
+            labels = probs[None, 0] > 0.5 if num_classes == 1 else probs[None].argmax(dim=1)
+            totals[0] += float(dice_per_image(labels.to(torch.uint8), truth, num_classes).sum())
+            if criterion is not None:
+                loss, _ = criterion(probabilities_as_logits(probs[None]), truth.long())
+                totals[1] += float(loss)
+            totals[2] += 1
+    finally:
+        network.train(was_training)
     if info.enabled:
         reduce_device = device if device.type == "cuda" else torch.device("cpu")
         totals = all_reduce_sum(totals.to(reduce_device)).cpu()
@@ -88,11 +106,20 @@ def evaluate_dice(
     return result
 
 
-def overlay_grid(images: torch.Tensor, truth: torch.Tensor, predicted: torch.Tensor, columns: int = 4) -> np.ndarray:
-    """(N, C, H, W) uint8 images with their true and predicted labels -> one (H', W', 3) uint8.
+def probabilities_as_logits(probs: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(B, K, H, W) probabilities -> logits that give them back: logit (K = 1) or log (softmax)."""
+    probs = probs.clamp(eps, 1 - eps)
+    return torch.logit(probs) if probs.shape[1] == 1 else probs.log()
+
+
+def overlay_grid(images: Sequence[torch.Tensor], truth: Sequence[torch.Tensor], predicted: Sequence[torch.Tensor],
+                 columns: int = 4) -> np.ndarray:
+    """uint8 (C, H, W) images (sizes may differ) with their true and predicted labels -> one
+    (H', W', 3) uint8.
 
     Each tile is the image beside its error overlay (correct green, false positive orange,
-    missed blue, wrong class magenta), tiles laid out ``columns`` to a row.
+    missed blue, wrong class magenta; pixels outside the region of interest grey), tiles laid
+    out ``columns`` to a row, each cell as large as the largest tile (white around smaller ones).
     """
     from ganseg.evaluation.overlays import error_overlay, to_rgb
 
@@ -104,11 +131,11 @@ def overlay_grid(images: torch.Tensor, truth: torch.Tensor, predicted: torch.Ten
         tiles.append(np.concatenate([to_rgb(hwc).astype(np.uint8), gap, overlay], axis=1))
     if not tiles:
         raise ValueError("overlay_grid needs at least one image")
-    height, width = tiles[0].shape[:2]
+    height, width = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
     rows = -(-len(tiles) // columns)
     pad = 4
     grid = np.full((rows * (height + pad) - pad, min(columns, len(tiles)) * (width + pad) - pad, 3), 255, np.uint8)
     for position, tile in enumerate(tiles):
         top, left = (position // columns) * (height + pad), (position % columns) * (width + pad)
-        grid[top : top + height, left : left + width] = tile
+        grid[top : top + tile.shape[0], left : left + tile.shape[1]] = tile
     return grid

@@ -1,0 +1,115 @@
+"""What one training step and one validation pixel cost on this device, measured, for the plan.
+
+A time budget becomes a step count only through a measured rate: the cost of a U-Net step
+varies by 100x between a 2-core CPU and a GPU, and by more across patch sizes. The probe runs
+a copy of the real model, loss and optimiser on random patches of the planned shape (a few
+warm-up steps, then timed ones), so the network, the precision and the memory format are the
+ones training uses. The global RNG is left as it was, so a measured run trains exactly as an
+unmeasured one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ganseg.runtime import autocast
+
+WARMUP_STEPS = 2
+TIMED_STEPS = 3
+
+
+@dataclass(frozen=True)
+class StepRate:
+    """Measured seconds of one training step of ``batch`` patches of ``patch`` px, and of the
+    forward pass alone per pixel (what validation costs); scaled to other shapes by pixel count,
+    which holds for a fully convolutional network away from tiny sizes."""
+
+    patch: int
+    batch: int
+    step_seconds: float
+    forward_seconds_per_pixel: float
+    sample_seconds: float = 0.0  # cutting and augmenting one patch of ``patch`` px (the data loader)
+
+    def seconds_per_step(self, patch: int, batch: int) -> float:
+        """The network's step plus the loader's work for the batch (in-process loading adds to
+        it; worker processes hide it only when cores are spare, so it is counted)."""
+        scale = (patch * patch) / (self.patch * self.patch)
+        return self.step_seconds * scale * batch / self.batch + self.sample_seconds * scale * batch
+
+    def seconds_to_segment(self, pixels: float) -> float:
+        return self.forward_seconds_per_pixel * pixels
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_step_rate(
+    model: nn.Module,
+    criterion: Callable,
+    make_optimizer: Callable[[nn.Module], torch.optim.Optimizer],
+    *,
+    channels: int,
+    num_classes: int,
+    patch: int,
+    batch: int,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> StepRate:
+    """Time training steps and forward passes of a copy of ``model`` on random data."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        probe = copy.deepcopy(model).to(device, memory_format=memory_format).train()
+        optimizer = make_optimizer(probe)
+        images = torch.rand(batch, channels, patch, patch, device=device).contiguous(memory_format=memory_format)
+        labels = torch.randint(0, max(num_classes, 2), (batch, patch, patch), device=device)
+
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            with autocast(device, dtype):
+                logits = probe(images)
+            loss, _ = criterion(logits, labels)
+            loss.backward()
+            optimizer.step()
+
+        step_seconds = _timed(step, device)
+        probe.eval()
+
+        def forward() -> None:
+            with torch.no_grad(), autocast(device, dtype):
+                probe(images)
+
+        forward_seconds = _timed(forward, device)
+    return StepRate(patch=patch, batch=batch, step_seconds=step_seconds,
+                    forward_seconds_per_pixel=forward_seconds / (batch * patch * patch))
+
+
+def measure_sample_seconds(dataset, count: int = 16) -> float:
+    """Median seconds to draw one training sample (patch cut + augmentation) from ``dataset``."""
+    times = []
+    for index in range(count):
+        start = time.perf_counter()
+        dataset[(index % len(dataset), index)]
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def _timed(action: Callable[[], None], device: torch.device) -> float:
+    """Median seconds of ``action`` after warm-up (the first calls pay for allocation and kernel choice)."""
+    for _ in range(WARMUP_STEPS):
+        action()
+    _sync(device)
+    times = []
+    for _ in range(TIMED_STEPS):
+        start = time.perf_counter()
+        action()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
