@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/quality_bench.py [--minutes 15] [--curve-images 100] [--points 12]
                                                  [--params overrides.yaml] [--out DIR] [--smoke]
 
-Both methods train on the same DSB 2018 few-label split, one after the other, each for the
+Both methods train on the same DSB 2018 few-label split, one after the other (ganseg first:
+a stage that fails does so before the baseline's budget is spent), each for the
 same wall-clock budget (``--minutes``, counted from the launch of its process), and both are
 scored the same way on the same test images at their native resolution.
 
@@ -35,7 +36,7 @@ scored the same way on the same test images at their native resolution.
   against the baseline's clock without them (conservative: the baseline looks faster).
 
 Writes ``<out>/quality_bench.json`` (curves, finals, times, ratio, settings, machine). Snapshots
-are deleted after scoring unless ``--keep``. ``--smoke``: 40 DSB pairs of 256x256, 1 minute, 6 curve images, 4 points.
+are deleted after scoring unless ``--keep``. ``--smoke``: 40 DSB pairs of 256x256, 6 curve images, 4 points, 1 minute unless ``--minutes``.
 """
 
 from __future__ import annotations
@@ -307,7 +308,7 @@ def machine() -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=15.0, help="wall-clock budget per method")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget per method (15; smoke: 1)")
     parser.add_argument("--curve-images", type=int, default=100, help="test images scored for the curves (seeded)")
     parser.add_argument("--points", type=int, default=12, help="snapshots per method for the curves")
     parser.add_argument("--params", type=Path, default=None, help="YAML of params overrides for ganseg's run")
@@ -317,7 +318,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--keep", action="store_true", help="keep the snapshots and the work folder")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.minutes, args.curve_images, args.points = min(args.minutes, 1.0), min(args.curve_images, 6), 4
+        args.curve_images, args.points = min(args.curve_images, 6), 4
+    args.minutes = args.minutes or (1.0 if args.smoke else 15.0)
     budget_s = args.minutes * 60
     for sub in ("images", "masks"):
         if not (args.data / sub).is_dir():
@@ -357,6 +359,14 @@ def main(argv: list[str] | None = None) -> dict:
                 work, work / "prepare.log", "prepare")
     print(_tail(work / "prepare.log", 1), flush=True)
 
+    # -- ganseg ------------------------------------------------------------------------------
+    if length:
+        params_data = _deep_merge(params_data, {"train": length})
+        params_path.write_text(yaml.safe_dump(params_data, sort_keys=False))
+    print(f"\nganseg train stage: {args.minutes:g} min; length: {length_how} {length or ''}", flush=True)
+    ganseg_run = run_ganseg(work, params_path, prepared, budget_s, "ganseg")
+    print(_tail(ganseg_run["log"], 3), flush=True)
+
     # -- baseline --------------------------------------------------------------------------
     baseline_out = work / "baseline"
     print(f"\nbaseline (milesial recipe): {args.minutes:g} min", flush=True)
@@ -372,14 +382,6 @@ def main(argv: list[str] | None = None) -> dict:
                          f"{_tail(work / 'baseline.log')}")
     baseline_run = json.loads((baseline_out / "run.json").read_text())
     print(_tail(work / "baseline.log", 3), flush=True)
-
-    # -- ganseg ------------------------------------------------------------------------------
-    if length:
-        params_data = _deep_merge(params_data, {"train": length})
-        params_path.write_text(yaml.safe_dump(params_data, sort_keys=False))
-    print(f"\nganseg train stage: {args.minutes:g} min; length: {length_how} {length or ''}", flush=True)
-    ganseg_run = run_ganseg(work, params_path, prepared, budget_s, "ganseg")
-    print(_tail(ganseg_run["log"], 3), flush=True)
 
     # -- scoring -----------------------------------------------------------------------------
     print("\nscoring the snapshots ...", flush=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import torch
@@ -147,8 +147,9 @@ def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criter
     epochs_mode = cfg.steps is None  # steps null: epochs of the loader, validated once per epoch
     if epochs_mode:
         explicit.update(steps=1, val_interval=1)  # placeholders: only patch and batch are planned
-    elif set(PLANNED) <= set(explicit):
-        return SegmenterPlan(**explicit, expected_minutes=0.0, reasons=dict.fromkeys(PLANNED, "set in params"))
+    if set(PLANNED) <= set(explicit):
+        plan = SegmenterPlan(**explicit, expected_minutes=0.0, reasons=dict.fromkeys(PLANNED, "set in params"))
+        return _epochs_plan(plan, cfg) if epochs_mode else plan
     fingerprint = DatasetFingerprint.read(Path(data) / FINGERPRINT)
     budget = describe_device(device)
     rate = None
@@ -168,12 +169,17 @@ def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criter
         explicit=explicit, key=block,
     )
     if epochs_mode:
-        plan = dataclasses.replace(plan, steps=None, val_interval=cfg.val_interval,
-                                   reasons={**plan.reasons, "steps": "null: epochs x batches per epoch",
-                                            "val_interval": "set in params" if cfg.val_interval else "one epoch"})
+        plan = _epochs_plan(plan, cfg)
     say(f"{label}: {plan.describe()}")
     io.write_json(saved, {"fingerprint": manager.fingerprint, "plan": plan.as_dict()})
     return plan
+
+
+def _epochs_plan(plan: SegmenterPlan, cfg) -> SegmenterPlan:
+    """A plan whose length is cfg.epochs passes (steps null), validated as val_interval says."""
+    return dataclasses.replace(plan, steps=None, val_interval=cfg.val_interval,
+                               reasons={**plan.reasons, "steps": "null: epochs x batches per epoch",
+                                        "val_interval": "set in params" if cfg.val_interval else "one epoch"})
 
 
 def covered_pixels(sizes: list[tuple[int, int]], tile: int, overlap: float = 0.25) -> int:

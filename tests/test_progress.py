@@ -191,6 +191,6 @@ def test_reference_segmenter_shows_its_steps_and_loss(capsys):
     images = torch.randint(0, 256, (4, 1, 16, 16), dtype=torch.uint8)
     labels = (images[:, 0] > 128).to(torch.uint8)
     train_reference_segmenter(images, labels, 1, steps=3, base_width=4, batch_size=2, lr=1e-3, seed=0,
-                              device=torch.device("cpu"))
+                              device=torch.device("cpu"), patch_size=16)
     line = capsys.readouterr().err.strip()
     assert line.startswith("consistency U-Net: 100% (3/3 steps), ") and ", loss=" in line

@@ -80,7 +80,7 @@ def build_step(
         g_interval=objective.d_steps_per_g,
         constraints=stabilisers.constraints,
         semi=semi,
-        unlabeled=UnlabeledBatches(unlabeled, 3, seed=0) if unlabeled is not None else None,
+        unlabeled=UnlabeledBatches(unlabeled, 3, seed=0, patch=unlabeled.shape[-1]) if unlabeled is not None else None,
         semi_start_step=semi_start_step,
     )
     return step, unet, discriminator

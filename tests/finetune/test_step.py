@@ -104,16 +104,16 @@ def test_unlabeled_terms_wait_for_the_warm_up():
 
 def test_unlabeled_batches_depend_only_on_seed_and_step():
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 4, 4).contiguous()
-    batches = UnlabeledBatches(images, batch_size=5, seed=3, augment=False)
-    again = UnlabeledBatches(images, batch_size=5, seed=3, augment=False)
+    batches = UnlabeledBatches(list(images), batch_size=5, seed=3, patch=4, augment=False)
+    again = UnlabeledBatches(list(images), batch_size=5, seed=3, patch=4, augment=False)
     first_pass = torch.cat([batches.indices(0), batches.indices(1)])
     assert sorted(first_pass.tolist()) == list(range(10))  # one pass shows each image once
     assert torch.equal(batches(7), again(7))  # a resumed run gets the same batch
     assert not torch.equal(batches.indices(2), batches.indices(0)) or not torch.equal(
         batches.indices(3), batches.indices(1))  # the next pass is reshuffled
-    wrap = UnlabeledBatches(images[:3], batch_size=5, seed=0, augment=False)
+    wrap = UnlabeledBatches(list(images[:3]), batch_size=5, seed=0, patch=4, augment=False)
     assert wrap(0).shape == (5, 1, 4, 4)  # a pool smaller than a batch wraps into the next pass
-    turned = UnlabeledBatches(torch.randint(0, 255, (4, 1, 6, 6), dtype=torch.uint8), 4, seed=0)
+    turned = UnlabeledBatches(torch.randint(0, 255, (4, 1, 6, 6), dtype=torch.uint8), 4, seed=0, patch=6)
     assert turned(0).shape == (4, 1, 6, 6) and torch.equal(turned(0), turned(0))
 
 

@@ -202,11 +202,14 @@ def test_a_killed_run_resumes_to_the_same_model(tmp_path, monkeypatch, no_model_
         json.loads((straight / "metrics" / "finetune.json").read_text())["val"]
 
 
-def test_a_start_model_of_another_size_is_a_one_line_error(tmp_path, monkeypatch, no_model_logging):
+def test_finetune_trains_at_the_start_models_patch(tmp_path, monkeypatch, no_model_logging):
+    """finetune.patch_size auto: the patch the start model was trained at, even where the images
+    are smaller (they are padded), recorded in the fine-tuned model."""
     monkeypatch.chdir(tmp_path)
     _project(tmp_path)
     tiny_model_file(tmp_path / "models" / "unet_synthetic.pt", seed=0, image_size=64)
     result = _finetune(tmp_path, TINY)
-    assert result.exit_code == 1
-    assert "models/unet_synthetic.pt: model was trained at 64 px but common.image_size is 32" in result.stderr
+    assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
+    finetuned = next((tmp_path / "models").glob("unet_adversarial*.pt"))
+    assert read_model_file(finetuned)["image_size"] == 64

@@ -26,6 +26,9 @@ TINY = {
     "common": {"image_size": SIDE},
     "train": {
         "epochs": 2,
+        "steps": None,
+        "val_interval": None,
+        "patch_size": SIDE,
         "batch_size": 4,
         "model": {"depth": 2, "base_width": 4},
         "synthetic_ratio": 0.5,
@@ -184,13 +187,28 @@ def test_a_budget_too_small_for_one_validation_is_one_line(tmp_path, monkeypatch
     assert not Path("models").exists()
 
 
-def test_data_prepared_at_another_size_is_reported(tmp_path, monkeypatch):
+def test_mixed_non_square_sizes_train_on_patches_and_validate_whole(tmp_path, monkeypatch):
+    """Images of several non-square sizes, some smaller than the patch: training cuts patches
+    (padding the small ones, and saying so), validation segments every image at its own size."""
+    from tests.helpers import write_pair
+
     monkeypatch.chdir(tmp_path)
-    make_project(tmp_path, {**TINY, "common": {"image_size": 48}})
+    make_project(tmp_path, TINY)
+    for split, sizes in {"train": [(20, 44), (50, 36), (64, 80)], "val": [(28, 60), (70, 30)]}.items():
+        folder = tmp_path / "data" / "prepared" / split
+        manifest = pd.read_csv(folder / pair_files.MANIFEST, dtype={"pair_id": str})
+        for index, size in enumerate(sizes):
+            write_pair(folder / "images", folder / "masks", f"odd_{index}", size=size, seed=index)
+            manifest.loc[len(manifest)] = {"pair_id": f"odd_{index}", "image": f"images/odd_{index}.png",
+                                           "mask": f"masks/odd_{index}.png", "content_hash": f"odd{split}{index}"}
+        manifest.to_csv(folder / pair_files.MANIFEST, index=False)
     result = runner.invoke(app, train_args())
-    assert result.exit_code == 1
-    line = _error_line(result)
-    assert "are 32x32 but common.image_size is 48" in line
+    assert result.exit_code == 0, result.output
+    assert "images are smaller than the 32 px patch; their patches are padded" in result.stderr
+    model = read_model_file(tmp_path / "models" / "unet_real.pt")
+    assert model["image_size"] == SIDE and model["meta"]["patch_size"] == SIDE
+    metrics = json.loads((tmp_path / "metrics" / "train_real.json").read_text())
+    assert metrics["data"]["val_pairs"] == 6 + 2 and 0 <= metrics["val"]["dice"] <= 1
 
 
 def test_bad_variant_name_is_refused(tmp_path, monkeypatch):
