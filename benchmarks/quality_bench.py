@@ -310,11 +310,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget per method (15; smoke: 1)")
     parser.add_argument("--curve-images", type=int, default=100, help="test images scored for the curves (seeded)")
-    parser.add_argument("--points", type=int, default=12, help="snapshots per method for the curves")
+    parser.add_argument("--points", type=int, default=12, help="baseline snapshots for its curve (ganseg's: one per validation of the stage)")
     parser.add_argument("--params", type=Path, default=None, help="YAML of params overrides for ganseg's run")
     parser.add_argument("--data", type=Path, default=DSB, help="DSB folder with images/ and masks/")
-    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "ganseg-quality-bench")
-    parser.add_argument("--smoke", action="store_true", help="40 pairs of 256x256, 1 minute, 6 curve images, 4 points")
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "ganseg-quality-bench",
+                        help="folder for quality_bench.json (and work/ while it runs)")
+    parser.add_argument("--smoke", action="store_true", help="40 pairs of 256x256, 6 curve images, 4 points, 1 minute unless --minutes")
     parser.add_argument("--keep", action="store_true", help="keep the snapshots and the work folder")
     args = parser.parse_args(argv)
     if args.smoke:

@@ -27,7 +27,9 @@ TINY = {
                 "discriminator": {"base_channels": 8, "layers": 2},
                 "consistency": {"steps": 3, "base_channels": 4, "batch_size": 4},
                 "quality": {"max_images": 8, "kid_subset_size": 4, "kid_subsets": 5}},
-    "train": {"epochs": 2, "batch_size": 4, "model": {"depth": 2, "base_width": 4}, "overlay_images": 2},
+    # Explicit plan (nothing measured): kill/resume runs are compared with uninterrupted ones.
+    "train": {"steps": 12, "val_interval": 6, "patch_size": 32, "batch_size": 4,
+              "model": {"depth": 2, "base_width": 4}, "overlay_images": 2},
     "finetune": {"epochs": 1, "batch_size": 4, "discriminator": {"base_channels": 8, "layers": 2},
                  "overlay_images": 2},
     "evaluate": {"bootstrap": {"resamples": 200}, "overlays": {"count": 2},

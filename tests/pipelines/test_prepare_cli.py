@@ -168,3 +168,50 @@ def test_bad_params_stop_before_any_work(tmp_path, monkeypatch, blocks, key):
     line = _error_line(result)
     assert key in line and "params.yaml" in line
     assert not (tmp_path / "out").exists() and not (tmp_path / "metrics.json").exists()
+
+
+def test_native_mode_keeps_each_size_scales_by_one_factor_and_writes_the_roi(tmp_path, monkeypatch):
+    """Mixed, non-square sizes stay as they are (times prepare.scale, aspect kept); a region of
+    interest travels with its pair and becomes IGNORE in the decoded mask."""
+    from ganseg.data.pairs import IGNORE, load_pairs
+
+    monkeypatch.chdir(tmp_path)
+    images, masks = tmp_path / "data" / "images", tmp_path / "data" / "masks"
+    sizes = {f"cell_{i:02d}": size for i, size in enumerate([(40, 48), (64, 30), (50, 90), (36, 36)] * 3)}
+    rois = tmp_path / "data" / "roi"
+    rois.mkdir(parents=True)
+    for index, (stem, size) in enumerate(sizes.items()):
+        write_pair(images, masks, stem, size=size, seed=index)
+        inside = np.zeros(size, np.uint8)
+        inside[:, : size[1] // 2] = 255  # left half inside
+        Image.fromarray(inside).save(rois / f"{stem}.png")
+    params = write_params(tmp_path / "params.yaml", {"prepare": {
+        "source": "folder", "scale": 0.5,
+        "folder": {"images_dir": str(images), "masks_dir": str(masks), "roi_dir": str(rois)}}})
+    result = _run(tmp_path, params)
+    assert result.exit_code == 0, result.output
+    for split in ("train", "val", "test"):
+        loaded = load_pairs(tmp_path / "out" / split, channels=1, num_classes=1)
+        for pair_id, image, mask in zip(loaded.ids, loaded.images, loaded.masks):
+            height, width = sizes[pair_id]
+            assert tuple(image.shape[-2:]) == (round(height * 0.5), round(width * 0.5))
+            assert bool((mask[:, : mask.shape[1] // 2] != IGNORE).all())
+            assert bool((mask[:, -(mask.shape[1] // 2) + 1 :] == IGNORE).all())
+    assert (tmp_path / "out" / "fingerprint.json").is_file()
+
+
+def test_a_region_of_interest_of_the_wrong_size_is_one_line_naming_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    images, masks = folder_dataset(tmp_path / "data", count=6)
+    rois = tmp_path / "data" / "roi"
+    rois.mkdir()
+    for path in sorted(masks.iterdir()):
+        Image.fromarray(np.full((40, 48), 255, np.uint8)).save(rois / path.name)
+    Image.fromarray(np.full((20, 20), 255, np.uint8)).save(rois / "cell_03.png")
+    params = write_params(tmp_path / "params.yaml", {"prepare": {
+        "source": "folder", "folder": {"images_dir": str(images), "masks_dir": str(masks), "roi_dir": str(rois)}}})
+    result = _run(tmp_path, params)
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert "cell_03.png: region of interest is 20x20 but its image is 40x48" in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "metrics.json").exists()

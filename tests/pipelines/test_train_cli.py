@@ -215,3 +215,35 @@ def test_bad_variant_name_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, train_args("../escape"))
     assert result.exit_code == 2 and "--variant" in result.stderr
+
+
+def test_auto_plans_patch_batch_and_steps_from_the_fingerprint_and_a_measured_rate(tmp_path, monkeypatch):
+    """The defaults: prepare writes the fingerprint, train measures its step rate and plans for
+    its time budget; the plan is printed, in the metrics and in the model's config, and steps
+    are whole validation intervals."""
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path / "params.yaml", {
+        "common": {"image_size": SIDE},
+        "prepare": {"synthetic": {"num_images": 24}},
+        "train": {"time_budget_minutes": 0.1, "model": {"depth": 2, "base_width": 4}, "overlay_images": 1},
+    })
+    assert runner.invoke(app, ["prepare", "--params", str(params)]).exit_code == 0
+    result = runner.invoke(app, ["train", "--params", str(params), "--variant", "real"])
+    assert result.exit_code == 0, result.output
+    assert "s per network step of" in result.stderr and "plan: patch 32, batch" in result.stderr
+    plan = json.loads((tmp_path / "metrics" / "train_real.json").read_text())["plan"]
+    assert plan["patch_size"] == SIDE and plan["steps"] % plan["val_interval"] == 0 and plan["steps"] > 0
+    assert json.loads((tmp_path / "models" / "unet_real.json").read_text())["plan"]["steps"] == plan["steps"]
+
+
+def test_a_time_budget_too_small_for_one_step_and_validation_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path / "params.yaml", {
+        "common": {"image_size": SIDE}, "prepare": {"synthetic": {"num_images": 24}},
+        "train": {"time_budget_minutes": 0.000001, "model": {"depth": 2, "base_width": 4}},
+    })
+    assert runner.invoke(app, ["prepare", "--params", str(params)]).exit_code == 0
+    result = runner.invoke(app, ["train", "--params", str(params), "--variant", "real"])
+    assert result.exit_code == 1
+    assert "train.time_budget_minutes" in _error_line(result)
+    assert not (tmp_path / "models" / "unet_real.pt").exists()

@@ -35,7 +35,8 @@ pytestmark = [pytest.mark.reliability, pytest.mark.usefixtures("single_thread")]
 GOOD = {
     "common": {"image_size": 32},
     "prepare": {"source": "folder", "folder": {"images_dir": "source/images", "masks_dir": "source/masks"}},
-    "train": {"epochs": 1, "batch_size": 4, "model": {"depth": 2, "base_width": 4}},
+    "train": {"steps": None, "val_interval": None, "patch_size": 32, "epochs": 1, "batch_size": 4,
+              "model": {"depth": 2, "base_width": 4}},
     "finetune": {"epochs": 1, "batch_size": 4, "discriminator": {"base_channels": 8, "layers": 2}},
     "evaluate": {"bootstrap": {"resamples": 100}, "synthetic_quality": {"enabled": False}},
 }

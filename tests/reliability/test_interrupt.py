@@ -14,8 +14,8 @@ import pytest
 
 from tests.pipelines.test_train_cli import TINY, make_project
 
-# Enough epochs that the interrupt lands mid-run.
-LONG = {**TINY, "train": {**TINY["train"], "epochs": 50, "early_stopping": {"patience": 0}}}
+# Enough steps that the interrupt lands mid-run.
+LONG = {**TINY, "train": {**TINY["train"], "steps": 600, "val_interval": 6, "early_stopping": {"patience": 0}}}
 
 
 @pytest.mark.reliability

@@ -63,6 +63,7 @@ def evaluate_dice(
     memory_format: torch.memory_format = torch.contiguous_format,
     dist_info: DistInfo | None = None,
     prefix: str = "val/",
+    names: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """``{prefix}dice`` (mean per-image Dice, :func:`ganseg.metrics.segmentation.dice_per_image`:
     the number evaluate reports as ``dice``) and, with a ``criterion``, ``{prefix}loss`` (its
@@ -73,7 +74,8 @@ def evaluate_dice(
     use (:func:`ganseg.inference.segment_each`, tiles of ``tile``, ``batch_size`` tiles per
     forward pass; ``tile`` None = one window per image). The loss is taken on the blended
     probabilities (as logits: their logit, or log for softmax), since windows blend
-    probabilities, not logits.
+    probabilities, not logits. ``names`` (the image files) name an image too large for memory
+    at this tile in the error.
     """
     info = dist_info or DistInfo()
     mine = range(info.rank, len(images), info.world_size)
@@ -84,7 +86,8 @@ def evaluate_dice(
     try:
         probabilities = segment_each(
             lambda tiles: network(tiles.contiguous(memory_format=memory_format)),
-            [images[i] for i in mine], tile=tile, num_classes=num_classes, overlap=overlap,
+            [images[i] for i in mine], tile=tile, names=[names[i] for i in mine] if names else None,
+            num_classes=num_classes, overlap=overlap,
             batch_size=batch_size, device=device, dtype=dtype)
         for index, probs in zip(mine, probabilities):
             truth = masks[index][None]
