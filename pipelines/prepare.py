@@ -280,8 +280,8 @@ def write_fingerprint(path: Path, manifest: pd.DataFrame, arrays: dict, num_clas
     for pair_id in manifest.loc[manifest["split"].isin(["train", "val"]), "pair_id"]:
         image, mask, roi = arrays[pair_id]
         labels = mask if roi is None else np.where(roi, mask, pairs.IGNORE).astype(np.uint8)
-        images.append(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
-        masks.append(torch.from_numpy(np.ascontiguousarray(labels)))
+        images.append(torch.from_numpy(np.array(image.transpose(2, 0, 1))))
+        masks.append(torch.from_numpy(np.array(labels)))
     fingerprint(images, masks, num_classes).write(path)
 
 

@@ -157,9 +157,12 @@ def params_file_missing(root, monkeypatch):
     return AUGMENT, "params.yaml"
 
 
-def prepared_pairs_of_another_size(root, monkeypatch):
-    _params(root, common={"image_size": 48})
-    return AUGMENT, "common.image_size"
+def region_of_interest_of_another_size(root, monkeypatch):
+    for mask in sorted((root / "source/masks").iterdir()):
+        _png(root / "source/roi" / mask.name, np.full((40, 48), 255, np.uint8))
+    _png(root / "source/roi/cell_04.png", np.full((30, 30), 255, np.uint8))
+    _params(root, prepare={**GOOD["prepare"], "folder": {**GOOD["prepare"]["folder"], "roi_dir": "source/roi"}})
+    return PREPARE, "source/roi/cell_04.png: region of interest is 30x30 but its image is 40x48"
 
 
 def start_model_missing(root, monkeypatch):
@@ -219,7 +222,7 @@ CASES = [Case(f.__name__.replace("_", " "), f) for f in (
     corrupt_image, truncated_image, zero_byte_image, zero_byte_mask, mask_of_another_size, non_binary_mask,
     image_without_mask, empty_image_folder, missing_image_folder,
     unknown_key, mistyped_value, out_of_range_value, contradictory_values, unknown_block, params_not_yaml,
-    params_file_missing, prepared_pairs_of_another_size,
+    params_file_missing, region_of_interest_of_another_size,
     start_model_missing, start_model_corrupt, start_model_mismatched, evaluated_model_mismatched,
     model_file_of_something_else, predict_model_missing, unknown_registry_alias,
     predict_corrupt_image, predict_empty_folder, unwritable_output, unreachable_tracking_store,
@@ -308,6 +311,7 @@ def test_odd_but_valid_inputs_are_read_not_rejected(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "m.json").read_text())["pairs"] == 9
     prepared = {p.stem: np.asarray(Image.open(p)) for p in out.rglob("images/*.png")}
-    assert len(prepared) == 9 and all(a.shape[:2] == (32, 32) and a.dtype == np.uint8 for a in prepared.values())
+    assert len(prepared) == 9 and all(a.dtype == np.uint8 for a in prepared.values())
+    assert {a.shape[:2] for a in prepared.values()} == {(40, 48), (37, 53)}  # each at its own size
     sixteen_bit = next(array for stem, array in prepared.items() if "cell_00" in stem)
     assert sixteen_bit.min() < 20 and sixteen_bit.max() > 235  # rescaled, not clipped to white

@@ -5,7 +5,7 @@ Layout (``torch.save`` of a dict, loadable with ``weights_only=True``)::
     {
       "format": "ganseg-unet/1",
       "config": {...},          # UNetConfig as a dict: enough to rebuild the network
-      "image_size": 64,         # side it was trained at (None when unknown)
+      "image_size": 64,         # side of the patches it was trained at: the sliding window's tile (None when unknown)
       "state_dict": {...},      # CPU tensors of the bare module (no DDP / compile wrappers)
       "meta": {...},            # free-form facts: input convention, epoch, val Dice, variant
     }
