@@ -27,7 +27,7 @@ from ganseg.models.model_file import UNET_MODEL_NAME, bare_module
 from ganseg.planning import DatasetFingerprint, SegmenterPlan, describe_device, plan_segmenter
 from ganseg.training.checkpoint import CheckpointManager
 from ganseg.training.history import HistoryWriter, plot_history
-from ganseg.training.speed import measure_sample_seconds, measure_step_rate
+from ganseg.training.speed import StepRate, measure_sample_seconds, measure_step_rate
 from ganseg.training.validation import overlay_grid, predict_logits
 
 ModelsOption = Annotated[Path, typer.Option(help="Folder for unet_<variant>.pt/.json.")]
@@ -152,22 +152,36 @@ def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criter
         return _epochs_plan(plan, cfg) if epochs_mode else plan
     fingerprint = DatasetFingerprint.read(Path(data) / FINGERPRINT)
     budget = describe_device(device)
-    rate = None
-    if "steps" not in explicit:
-        patch = min(RATE_PATCH, explicit.get("patch_size", RATE_PATCH))
+
+    def measure(patch: int, batch: int) -> StepRate:
         rate = measure_step_rate(model, criterion, make_optimizer, channels=common.channels,
-                                 num_classes=common.num_classes, patch=patch, batch=explicit.get("batch_size", RATE_BATCH),
-                                 device=device, dtype=dtype, memory_format=memory_format)
+                                 num_classes=common.num_classes, patch=patch, batch=batch, device=device, dtype=dtype,
+                                 memory_format=memory_format)
         rate = dataclasses.replace(rate, sample_seconds=measure_sample_seconds(sample_dataset(patch)))
-        say(f"{label}: measured {rate.step_seconds:.3f} s per network step of {rate.batch} x {rate.patch} px patches "
-            f"on {device}, {rate.sample_seconds * 1000:.1f} ms to cut and augment one")
-    plan = plan_segmenter(
-        fingerprint, budget, depth=depth, base_width=cfg.model.base_width, budget_minutes=cfg.time_budget_minutes,
-        seconds_per_step=rate.seconds_per_step if rate else (lambda patch, batch: 0.0),
-        seconds_per_validation=(lambda patch, batch: rate.seconds_to_segment(covered_pixels(val.sizes, patch)))
-        if rate else 0.0,
-        explicit=explicit, key=block,
-    )
+        say(f"{label}: measured {rate.step_seconds:.3f} s per network step of {batch} x {patch} px patches on "
+            f"{device}, {rate.sample_seconds * 1000:.1f} ms to cut and augment one")
+        return rate
+
+    def plan_with(rate: StepRate | None, fixed: dict) -> SegmenterPlan:
+        return plan_segmenter(
+            fingerprint, budget, depth=depth, base_width=cfg.model.base_width, budget_minutes=cfg.time_budget_minutes,
+            seconds_per_step=rate.seconds_per_step if rate else (lambda patch, batch: 0.0),
+            seconds_per_validation=(lambda patch, batch: rate.seconds_to_segment(covered_pixels(val.sizes, patch)))
+            if rate else 0.0,
+            explicit=fixed, key=block,
+        )
+
+    if "steps" in explicit:  # nothing to time: the length is set
+        plan = plan_with(None, explicit)
+    else:
+        # A first rate at a small shape picks patch and batch; the rate does not scale exactly with
+        # pixels (caches, the loader's costlier transforms), so the steps come from a second
+        # measurement at the chosen shape.
+        first = measure(min(RATE_PATCH, explicit.get("patch_size", RATE_PATCH)), explicit.get("batch_size", RATE_BATCH))
+        plan = plan_with(first, explicit)
+        if (plan.patch_size, plan.batch_size) != (first.patch, first.batch):
+            plan = plan_with(measure(plan.patch_size, plan.batch_size),
+                             {**explicit, "patch_size": plan.patch_size, "batch_size": plan.batch_size})
     if epochs_mode:
         plan = _epochs_plan(plan, cfg)
     say(f"{label}: {plan.describe()}")
