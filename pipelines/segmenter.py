@@ -125,7 +125,7 @@ def publish_segmenter(
 PLANNED = ("patch_size", "batch_size", "steps", "val_interval")
 PLAN_FILE = "plan.json"
 RATE_PATCH = 128  # the shape the step rate is measured at, scaled to others by pixel count
-RATE_BATCH = 4
+RATE_BATCH = 8
 
 
 def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criterion, make_optimizer, val: PairTensors,
@@ -180,8 +180,11 @@ def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criter
         first = measure(min(RATE_PATCH, explicit.get("patch_size", RATE_PATCH)), explicit.get("batch_size", RATE_BATCH))
         plan = plan_with(first, explicit)
         if (plan.patch_size, plan.batch_size) != (first.patch, first.batch):
+            chosen = plan
             plan = plan_with(measure(plan.patch_size, plan.batch_size),
                              {**explicit, "patch_size": plan.patch_size, "batch_size": plan.batch_size})
+            plan = dataclasses.replace(plan, reasons={**plan.reasons, "patch_size": chosen.reasons["patch_size"],
+                                                      "batch_size": chosen.reasons["batch_size"]})
     if epochs_mode:
         plan = _epochs_plan(plan, cfg)
     say(f"{label}: {plan.describe()}")
