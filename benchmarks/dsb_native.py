@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
-from benchmarks.quality_bench import DSB, PYTHON, run_checked  # noqa: E402
-from ganseg.config.base import _deep_merge, load_yaml  # noqa: E402
+from benchmarks.quality_bench import DSB, PYTHON, run_checked
+from ganseg.config.base import _deep_merge, load_yaml
 
 
 def params_for(args: argparse.Namespace) -> dict:

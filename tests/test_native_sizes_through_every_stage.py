@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pipelines.__main__ import app
-from tests.helpers import write_params, write_pair
+from tests.helpers import write_pair, write_params
 
 runner = CliRunner()
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
