@@ -74,21 +74,6 @@ class PairTensors:
         sizes = set(self.sizes)
         return sizes.pop() if len(sizes) == 1 else None
 
-    @property
-    def has_ignore(self) -> bool:
-        return any(bool((mask == IGNORE).any()) for mask in self.masks)
-
-    def stacked(self, name: str = "pairs") -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, C, H, W) images and (N, H, W) labels, for pairs that share one size."""
-        if self.uniform_size is None:
-            raise DataError(f"{name}: images differ in size ({sorted(set(self.sizes))[:3]} ...); "
-                            "this step needs pairs of one size")
-        return torch.stack(self.images), torch.stack(self.masks)
-
-    @classmethod
-    def from_stacked(cls, ids: list[str], images: torch.Tensor, masks: torch.Tensor) -> PairTensors:
-        return cls(ids=list(ids), images=list(images.unbind(0)), masks=list(masks.unbind(0)))
-
 
 def save_image(path: Path, image: np.ndarray) -> None:
     """(H, W, C) or (H, W) uint8 -> PNG."""
