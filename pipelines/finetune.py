@@ -146,7 +146,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
 
     # -- networks: the starting U-Net and a fresh discriminator ------------------------------
     unet_config = unet_config_from_dict(start_file["config"])
-    check_start_model(paths["start"], start_file, unet_config, common)
+    check_start_model(paths["start"], unet_config, common)
     unet = build_unet(unet_config)
     unet.load_state_dict(start_file["state_dict"])
     unet = unet.to(device, memory_format=memory_format)
@@ -340,7 +340,7 @@ def unlabeled_pool(cfg: UnlabeledConfig, folder: Path, train_pairs: PairTensors,
     return images, str(folder)
 
 
-def check_start_model(path: Path, model_file: dict, unet_config, common: CommonConfig) -> None:
+def check_start_model(path: Path, unet_config, common: CommonConfig) -> None:
     if unet_config.in_channels != common.channels:
         raise DataError(f"{path}: model takes {unet_config.in_channels} channel(s) but common.channels is "
                         f"{common.channels}; retrain it (dvc repro train) or fix common.channels")
