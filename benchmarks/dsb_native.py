@@ -36,7 +36,7 @@ def params_for(args: argparse.Namespace) -> dict:
     overrides = {
         "prepare": {"source": "folder", "folder": {"images_dir": str(args.data / "images"),
                                                    "masks_dir": str(args.data / "masks")},
-                    "split": {"train": args.train, "val": args.val, "test": test}},
+                    "split": {"train": args.train, "val": args.val, "test": test, "unlabeled": 0.0}},
         "train": {"time_budget_minutes": args.minutes},
         "evaluate": {"variants": ["real"], "baseline": "real", "synthetic_quality": {"enabled": False},
                      "registry": {"enabled": False}},

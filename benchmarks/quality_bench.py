@@ -81,7 +81,7 @@ SUBPROCESS_ENV = {"DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "
 def dsb_overrides(images_dir: Path, masks_dir: Path) -> dict:
     return {"prepare": {"source": "folder",
                         "folder": {"images_dir": str(images_dir), "masks_dir": str(masks_dir)},
-                        "split": {"train": 0.10, "val": 0.15, "test": 0.75}}}
+                        "split": {"train": 0.10, "val": 0.15, "test": 0.75, "unlabeled": 0.0}}}
 
 
 # -- processes -------------------------------------------------------------------------------

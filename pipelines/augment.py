@@ -6,8 +6,10 @@ training images at their own sizes ("auto": :func:`ganseg.config.augment.resolve
 printed, logged as the param ``augment.patch_size_resolved`` and written into config.json and
 generator.json), and writes pairs of that size. Writes:
 
-- ``<out>/`` (data/synthetic): images/, masks/, manifest.csv (source mask, transform and
-  generator version of every pair), config.json; all or nothing;
+- ``<out>/`` (data/synthetic): images/, masks/, manifest.csv (source mask, transform,
+  generator version and consistency Dice of every pair), config.json; all or nothing. Only the
+  pairs the filter keeps (``augment.filter``): the pool is synthesised and scored by the
+  reference segmenter before anything is written;
 - ``<models>/`` (models/generator): generator.pt (EMA weights, a state dict) + generator.json
   (what rebuilds it); the generator is registered in MLflow as ``ganseg-generator``;
 - ``<reports>/samples/``: a grid of fixed masks (or noise) every ``sample_interval`` steps;
@@ -40,10 +42,18 @@ import torch
 import typer
 
 from ganseg import io
-from ganseg.config.augment import AugmentConfig, resolve_patch_size
+from ganseg.config.augment import (
+    AUTO_SAMPLES_PER_IMAGE,
+    AugmentConfig,
+    FilterConfig,
+    resolve_num_samples,
+    resolve_patch_size,
+)
 from ganseg.config.common import CommonConfig
 from ganseg.data import pairs
+from ganseg.errors import ConfigError
 from ganseg.gan.build import (
+    build_feature_matching,
     build_gan_objective,
     build_loop_settings,
     build_networks,
@@ -65,6 +75,9 @@ from pipelines.stage import DebugOption, ParamsOption, ProgressOption, run_stage
 app = typer.Typer(help="Train a GAN on the training pairs and write synthetic image/mask pairs.")
 
 REGISTERED_NAME = "ganseg-generator"
+# Keys used only after the GAN has trained: a checkpoint stays resumable across them, so that
+# after "the filter dropped every pair" a re-run with a lower threshold does not train again.
+NOT_FINGERPRINTED = {"augment": {"num_samples", "filter"}}
 
 
 @app.callback(invoke_without_command=True)
@@ -98,7 +111,8 @@ def augment(
 
         run = build_run(cfg, common, train, device, dtype)
         checkpointer = CheckpointManager(
-            checkpoints, config_fingerprint(ctx.resolved_config(), run.generator_config, pairs.pairs_digest(train)),
+            checkpoints, config_fingerprint(ctx.resolved_config(), run.generator_config, pairs.pairs_digest(train),
+                                            ignore=NOT_FINGERPRINTED),
             config=ctx.resolved_config())
         found = checkpointer.load()
         print(f"augment: {found.reason}", file=sys.stderr)
@@ -127,6 +141,18 @@ def augment(
 
         generator = run.parts.ema.model.eval()
         weights_sha = state_sha256(generator)
+        timings = {"train": train_seconds}
+        clock = time.perf_counter()
+        # Synthesise and score the whole pool before any output is written: a filter that keeps
+        # nothing stops the stage here, with no generator registered and no folder half-made.
+        synthetic = synthesise(cfg, common, train, generator, device, dtype, run.memory_format)
+        timings["synthesise"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        mask_fit, scores = consistency(cfg, common, train, val, synthetic, device)
+        timings["consistency"] = time.perf_counter() - clock
+        synthetic, scores, selection = filter_pairs(cfg.filter, synthetic, scores, mask_fit)
+        print(f"augment: {selection.describe()}")
+
         generator_info = {
             "model": cfg.model,
             "generator": run.generator_config,
@@ -140,14 +166,12 @@ def augment(
         with io.staged_dir(models) as staged_models:
             torch.save(generator.state_dict(), staged_models / "generator.pt")
             io.write_json(staged_models / "generator.json", generator_info)
-        timings = {"train": train_seconds}
         clock = time.perf_counter()
         version = register_generator(ctx.tracker, generator, models, cfg, common, weights_sha)
         timings["register"] = time.perf_counter() - clock
         clock = time.perf_counter()
 
-        synthetic = synthesise(cfg, common, train, generator, device, dtype, run.memory_format)
-        manifest = synthetic_manifest(synthetic, train.ids, cfg, common, weights_sha)
+        manifest = synthetic_manifest(synthetic, train.ids, cfg, common, weights_sha, scores)
         with io.staged_dir(out) as staged:
             write_pairs(staged, synthetic, manifest, common.num_classes)
             ctx.save_resolved_config(staged)
@@ -161,14 +185,10 @@ def augment(
         HistoryWriter(plots).write(history.rows)
 
         synth_images = torch.from_numpy(np.stack([p.image for p in synthetic]))
-        synth_labels = torch.from_numpy(np.stack([p.mask for p in synthetic]))
-        timings["synthesise"] = time.perf_counter() - clock
+        timings["write"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        quality = image_quality(cfg, common, train.images, synth_images, device)
+        quality = image_quality(cfg, common, train.images, synth_images, device)  # of the pairs written
         timings["fid_kid"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        mask_fit = consistency(cfg, common, train, val, synth_images, synth_labels, device)
-        timings["consistency"] = time.perf_counter() - clock
         summary = {
             "model": cfg.model,
             "loss": cfg.objective.loss,
@@ -180,7 +200,8 @@ def augment(
             "device": str(device),
             "precision": str(dtype).removeprefix("torch."),
             "patch_size": cfg.patch_size,
-            "num_samples": len(synthetic),
+            "num_samples": len(synthetic),  # written, after the filter
+            "filter": selection.as_dict(),
             "generator_version": version,
             "generator_sha256": weights_sha,
             "guard_restarts": history.restarts,
@@ -201,13 +222,15 @@ def augment(
         checkpointer.clear()
         print(
             f"augment: {cfg.model} {cfg.steps} steps ({summary['iterations_per_second']} it/s), "
-            f"{len(synthetic)} pairs -> {out}; generator {version or 'untracked'} ({weights_sha[:12]})"
+            f"{len(synthetic)} pairs -> {out} ({selection.dropped} of {selection.scored} dropped by the filter); "
+            f"generator {version or 'untracked'} ({weights_sha[:12]})"
         )
 
 
 # -- inputs ----------------------------------------------------------------------------------
 def resolve_patches(ctx, train: pairs.PairTensors) -> AugmentConfig:
-    """The augment block with ``patch_size`` resolved for these training images and checked.
+    """The augment block with ``patch_size`` (and ``num_samples``) resolved for these training
+    images and checked.
 
     The resolved block replaces the one read, so config.json and the checkpoint's fingerprint
     name the size used, not "auto"; MLflow keeps the param as read (its params cannot change)
@@ -219,8 +242,13 @@ def resolve_patches(ctx, train: pairs.PairTensors) -> AugmentConfig:
     shorter = [min(size) for size in train.sizes]
     print(f"augment: patch size {patch_size} px ({'auto' if cfg.patch_size == 'auto' else 'augment.patch_size'}; "
           f"training images' shorter sides {min(shorter)}..{max(shorter)} px, median {statistics.median(shorter):g})")
-    ctx.tracker.log_params({"augment": {"patch_size_resolved": patch_size}})
-    resolved = cfg.model_copy(update={"patch_size": patch_size})
+    num_samples = resolve_num_samples(cfg, len(train))
+    if cfg.num_samples == "auto":
+        capped = " (capped)" if num_samples < AUTO_SAMPLES_PER_IMAGE * len(train) else ""
+        print(f"augment: {num_samples} synthetic pairs to synthesise and score (auto: {AUTO_SAMPLES_PER_IMAGE} x "
+              f"{len(train)} training pairs{capped})")
+    ctx.tracker.log_params({"augment": {"patch_size_resolved": patch_size, "num_samples_resolved": num_samples}})
+    resolved = cfg.model_copy(update={"patch_size": patch_size, "num_samples": num_samples})
     ctx.params = ctx.params.model_copy(update={"augment": resolved})
     return resolved
 
@@ -249,7 +277,7 @@ def build_run(cfg: AugmentConfig, common: CommonConfig, train: pairs.PairTensors
     g_opt, d_opt = build_optimizers(generator, discriminator, cfg)
     stab = build_stabilisers(cfg.objective, cfg.steps)
     loss = GanLoss(nets.task, build_gan_objective(cfg.objective), stab.penalties, stab.instance_noise,
-                   stab.pool, device, dtype)
+                   stab.pool, device, dtype, augment=stab.augment, feature_matching=build_feature_matching(cfg))
     parts = GanParts(generator, discriminator, g_opt, d_opt, Ema(generator, cfg.ema_decay))
     sampler = PairSampler(train.images, train.masks, common.num_classes, cfg.batch_size, common.seed, device,
                           cfg.patch_size, cfg.foreground_share, augment=cfg.augment_real,
@@ -270,8 +298,9 @@ def report_event(event: dict) -> None:
 class SampleGrids:
     """``on_sample(step, generator)``: a grid of the same masks (or noise) at every call.
 
-    pix2pix: a fixed patch of each of the first ``grid_samples`` training pairs (its mask, the
-    generated and the real image). dcgan: fixed noise, the generated mask above its image.
+    pix2pix, spade: a fixed patch of each of the first ``grid_samples`` training pairs (its mask,
+    the generated and the real image; spade with fixed noise). dcgan: fixed noise, the generated
+    mask above its image.
     """
 
     def __init__(self, cfg: AugmentConfig, common: CommonConfig, train, device, dtype, memory_format,
@@ -282,13 +311,15 @@ class SampleGrids:
         count = min(cfg.grid_samples, len(train))
         self.real, self.labels = fixed_patches(train.images[:count], train.masks[:count], cfg.patch_size,
                                                cfg.foreground_share, common.seed)
-        self.noise = noise_for(range(cfg.grid_samples), cfg.dcgan.latent_dim, common.seed + 7919)
+        latent_dim = cfg.spade.latent_dim if cfg.model == "spade" else cfg.dcgan.latent_dim
+        self.noise = noise_for(range(cfg.grid_samples), latent_dim, common.seed + 7919)
 
     def __call__(self, step: int, generator: torch.nn.Module) -> None:
         generator.eval()
-        if self.cfg.model == "pix2pix":
+        if self.cfg.mask_conditioned:
+            noise = self.noise[: len(self.labels)] if self.cfg.model == "spade" else None
             images = paint_masks(generator, self.labels, self.common.num_classes, self.device, self.dtype,
-                                 self.memory_format)
+                                 self.memory_format, noise)
             grid = render_grid(self.labels, images, self.common.num_classes, real_images=self.real)
         else:
             with torch.no_grad():
@@ -315,12 +346,12 @@ def register_generator(tracker, generator, models: Path, cfg: AugmentConfig, com
     if not tracker.active:
         return None
     size = cfg.patch_size
-    if cfg.model == "pix2pix":
+    if cfg.mask_conditioned:
         example = -np.ones((1, mask_channels(common.num_classes), size, size), dtype=np.float32)
     else:
         example = np.zeros((1, cfg.dcgan.latent_dim), dtype=np.float32)
     cpu_model = copy.deepcopy(generator).to("cpu", memory_format=torch.contiguous_format).eval()
-    with torch.no_grad():
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):  # SPADE draws its noise: leave the RNG as it was
         output = cpu_model(torch.from_numpy(example)).numpy()
     return tracker.log_model(
         cpu_model,
@@ -334,26 +365,29 @@ def register_generator(tracker, generator, models: Path, cfg: AugmentConfig, com
 
 
 def synthesise(cfg: AugmentConfig, common: CommonConfig, train, generator, device, dtype, memory_format):
-    if cfg.model == "pix2pix":
+    if cfg.mask_conditioned:
         settings = MaskSamplerSettings(**cfg.mask_sampler.model_dump())
         pool = mask_patches(train.masks, cfg.patch_size, cfg.foreground_share, common.seed)
         sampler = MaskSampler(pool.labels, settings, common.seed, pool.sources)
+        latent_dim = cfg.spade.latent_dim if cfg.model == "spade" else 0
         return list(pix2pix_pairs(generator, sampler, cfg.num_samples, common.num_classes, device, dtype,
-                                  memory_format=memory_format))
+                                  memory_format=memory_format, label=f"synthesis ({cfg.model})",
+                                  latent_dim=latent_dim, seed=common.seed))
     return list(dcgan_pairs(generator, cfg.num_samples, cfg.dcgan.latent_dim, common.channels,
                             common.num_classes, common.seed, device, dtype))
 
 
 def synthetic_manifest(synthetic, train_ids: list[str], cfg: AugmentConfig, common: CommonConfig,
-                       weights_sha: str) -> pd.DataFrame:
+                       weights_sha: str, scores: torch.Tensor | None = None) -> pd.DataFrame:
     """One row per pair, all of it a function of the inputs: the same run writes the same bytes.
 
     The registry version is left out on purpose (it grows with every run): with it, DVC would
     see new data after every forced re-run and retrain everything downstream. The generator's
     ``weights_sha256`` tag in the registry leads from a manifest to its version.
+    ``consistency_dice``: the reference segmenter's Dice on the pair (empty when it is off).
     """
     rows = []
-    for pair in synthetic:
+    for position, pair in enumerate(synthetic):
         pair_id = f"gan_{common.seed}_{pair.index:05d}"
         rows.append({
             "pair_id": pair_id,
@@ -366,6 +400,7 @@ def synthetic_manifest(synthetic, train_ids: list[str], cfg: AugmentConfig, comm
             "generator_sha256": weights_sha[:16],
             "seed": common.seed,
             "foreground_fraction": round(float((pair.mask > 0).mean()), 6),
+            "consistency_dice": None if scores is None else round(float(scores[position]), 6),
         })
     return pd.DataFrame(rows)
 
@@ -412,14 +447,17 @@ def image_quality(cfg: AugmentConfig, common: CommonConfig, real: list[torch.Ten
     }
 
 
-def consistency(cfg: AugmentConfig, common: CommonConfig, train, val, synth_images, synth_labels,
-                device) -> dict:
+def consistency(cfg: AugmentConfig, common: CommonConfig, train, val, synthetic,
+                device) -> tuple[dict, torch.Tensor | None]:
     """Dice of a reference segmenter (trained on real pairs) between its prediction on each
-    synthetic image and that image's mask; the same segmenter on real val pairs for scale."""
+    synthetic image and that image's mask; the same segmenter on real val pairs for scale.
+
+    Returns the metrics block and the (N,) per-pair scores (None when switched off).
+    """
     steps = cfg.consistency.steps
     if steps == 0:
         return {"mask_consistency": None,
-                "mask_consistency_note": "switched off (augment.consistency.steps: 0)"}
+                "mask_consistency_note": "switched off (augment.consistency.steps: 0)"}, None
     from ganseg.gan.consistency import mask_consistency, train_reference_segmenter
 
     segmenter = train_reference_segmenter(
@@ -430,15 +468,74 @@ def consistency(cfg: AugmentConfig, common: CommonConfig, train, val, synth_imag
     if val is not None:  # the synthetic pairs' scale: one fixed patch per real val pair
         reference_images, reference_labels = fixed_patches(val.images, val.masks, cfg.patch_size,
                                                            cfg.foreground_share, common.seed)
+    synth_images = torch.from_numpy(np.stack([p.image for p in synthetic]))
+    synth_labels = torch.from_numpy(np.stack([p.mask for p in synthetic]))
     result = mask_consistency(segmenter, synth_images, synth_labels, reference_images, reference_labels,
                               common.num_classes, device, steps)
     return {"mask_consistency": {
-        "dice": round(result.mask_consistency_dice, 6),
+        "dice": round(result.mask_consistency_dice, 6),  # every pair synthesised, before the filter
         "reference_val_dice": None if result.reference_dice is None else round(result.reference_dice, 6),
         "n_synthetic": result.n_synthetic,
         "n_reference": result.n_reference,
         "segmenter": f"U-Net trained {steps} steps on the real training pairs",
-    }}
+    }}, result.pair_dice
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the filter did: ``scored`` pairs synthesised, ``kept`` written, below ``threshold`` dropped."""
+
+    scored: int
+    kept: int
+    threshold: float | None  # absolute Dice; None = no filter
+    min_relative_dice: float
+    reference_dice: float | None
+    kept_dice: float | None  # mean consistency Dice of the kept pairs
+
+    @property
+    def dropped(self) -> int:
+        return self.scored - self.kept
+
+    def describe(self) -> str:
+        if self.threshold is None:
+            return f"filter off (augment.filter.min_relative_dice: 0): all {self.scored} pairs kept"
+        return (f"filter kept {self.kept} of {self.scored} pairs, dropped {self.dropped} with consistency Dice "
+                f"< {self.threshold:.3f} ({self.min_relative_dice:g} x reference {self.reference_dice:.3f} on real "
+                f"validation patches); kept pairs' mean Dice {self.kept_dice:.3f}")
+
+    def as_dict(self) -> dict:
+        return {"scored": self.scored, "kept": self.kept, "dropped": self.dropped,
+                "min_relative_dice": self.min_relative_dice,
+                "threshold": None if self.threshold is None else round(self.threshold, 6),
+                "kept_dice": None if self.kept_dice is None else round(self.kept_dice, 6)}
+
+
+def filter_pairs(cfg: FilterConfig, synthetic: list, scores: torch.Tensor | None,
+                 mask_fit: dict) -> tuple[list, torch.Tensor | None, Selection]:
+    """The pairs whose consistency Dice reaches ``min_relative_dice`` x the reference Dice (and
+    their scores); raises ConfigError naming the param when none does, or when there is no
+    reference Dice (no validation pairs) to scale the threshold by."""
+    from ganseg.gan.consistency import fitting_pairs
+
+    kept_dice = None if scores is None else float(scores.mean())
+    if cfg.min_relative_dice == 0:
+        return synthetic, scores, Selection(len(synthetic), len(synthetic), None, 0.0, None, kept_dice)
+    reference = mask_fit["mask_consistency"]["reference_val_dice"]
+    if reference is None:
+        raise ConfigError("augment.filter.min_relative_dice is relative to the reference segmenter's Dice on real "
+                          "validation pairs, and there are none (no val/ split); set it to 0")
+    keep, threshold = fitting_pairs(scores, reference, cfg.min_relative_dice)
+    if not bool(keep.any()):
+        raise ConfigError(
+            f"augment.filter.min_relative_dice {cfg.min_relative_dice:g} dropped all {len(synthetic)} synthetic pairs "
+            f"(consistency Dice at most {float(scores.max()):.3f}, threshold {threshold:.3f} = "
+            f"{cfg.min_relative_dice:g} x reference {reference:.3f}); lower it, or train the GAN longer"
+        )
+    chosen = keep.nonzero().flatten().tolist()
+    kept_scores = scores[keep]
+    return ([synthetic[i] for i in chosen], kept_scores,
+            Selection(len(synthetic), len(chosen), threshold, cfg.min_relative_dice, reference,
+                      float(kept_scores.mean())))
 
 
 def flat_metrics(summary: dict) -> dict[str, float]:
@@ -452,4 +549,9 @@ def flat_metrics(summary: dict) -> dict[str, float]:
         out["augment/mask_consistency_dice"] = consistency_block["dice"]
         if consistency_block["reference_val_dice"] is not None:
             out["augment/reference_val_dice"] = consistency_block["reference_val_dice"]
+    selection = summary["filter"]
+    out["augment/filter_kept"] = selection["kept"]
+    out["augment/filter_dropped"] = selection["dropped"]
+    if selection["kept_dice"] is not None:
+        out["augment/filter_kept_dice"] = selection["kept_dice"]
     return out

@@ -166,6 +166,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
         device=device,
         dtype=dtype,
         adversarial_weight=cfg.adv_weight,
+        augment=stabilisers.augment,
     )
     g_optimizer = build_optimizer(unet.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas_d))
@@ -194,7 +195,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
         constraints=stabilisers.constraints,
         semi=semi,
         unlabeled=unlabeled_batches,
-        semi_start_step=cfg.unlabeled.warmup_epochs * len(loader),
+        semi_start_step=cfg.unlabeled.warmup_steps,
         memory_format=memory_format,
     )
 

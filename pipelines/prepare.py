@@ -8,7 +8,9 @@ scaled by ``prepare.scale``, aspect ratio kept); ``resize`` and ``pad_crop`` bri
 Reads the ``common`` and ``prepare`` blocks. Writes, all or nothing:
 - ``<out>/{train,val,test}/`` pair folders (PNG images, masks, regions of interest +
   ``manifest.csv``), an
-  optional ``<out>/unlabeled/`` folder, and ``<out>/config.json`` (the resolved config);
+  optional ``<out>/unlabeled/`` folder (images only: the split's ``prepare.split.unlabeled``
+  share of the labelled pairs, without their masks, and ``prepare.folder.unlabeled_dir``'s
+  images), and ``<out>/config.json`` (the resolved config);
 - ``<reports>/validation.json`` and ``<reports>/data_docs/`` (GX Data Docs HTML);
 - ``<metrics>``: counts and foreground statistics per split.
 """
@@ -37,7 +39,7 @@ from ganseg.data.folder import PairPaths, list_images, pair_by_stem
 from ganseg.data.images import read_image
 from ganseg.data.masks import read_mask
 from ganseg.data.resize import fit_pair, fit_roi, fit_unlabeled
-from ganseg.data.split import SPLITS, assign_splits
+from ganseg.data.split import SPLITS, UNLABELED, assign_splits
 from ganseg.data.synthetic import generate_pair
 from ganseg.data.validation import validate_manifest
 from ganseg.errors import DataError, GansegError
@@ -67,7 +69,7 @@ def prepare(
         test_ids = read_test_list(cfg.split.test_list) if cfg.split.test_list else None
         manifest["split"] = assign_splits(
             manifest,
-            {"train": cfg.split.train, "val": cfg.split.val, "test": cfg.split.test},
+            {"train": cfg.split.train, "val": cfg.split.val, "test": cfg.split.test, UNLABELED: cfg.split.unlabeled},
             seed=common.seed,
             strata=cfg.split.strata,
             test_ids=test_ids,
@@ -87,9 +89,10 @@ def prepare(
             for finding in report.warnings:
                 print(f"warning: {finding.line()}", file=sys.stderr)
 
-            unlabeled = unlabeled_images(common, cfg) if cfg.folder.unlabeled_dir else []
-            unlabeled = without_test_images(unlabeled, manifest)
-            summary = summarise(manifest, len(unlabeled), len(report.warnings), cfg.source)
+            from_folder = unlabeled_images(common, cfg) if cfg.folder.unlabeled_dir else []
+            from_folder = without_test_images(from_folder, manifest)
+            unlabeled, counts = merge_unlabeled(split_unlabeled(manifest, arrays), from_folder)
+            summary = summarise(manifest, counts, len(report.warnings), cfg.source)
             with io.staged_dir(out) as staged:
                 write_splits(staged, manifest, arrays, common.num_classes)
                 write_fingerprint(staged / pairs.FINGERPRINT, manifest, arrays, common.num_classes)
@@ -104,8 +107,10 @@ def prepare(
         ctx.tracker.log_metrics(flat_metrics(summary))
         ctx.tracker.log_artifact(reports / "validation.json", "validation")
         ctx.tracker.log_artifact(out / "train" / pairs.MANIFEST, "manifests/train")
-        counts = ", ".join(f"{name} {summary['splits'][name]['pairs']}" for name in SPLITS)
-        print(f"prepare: {summary['pairs']} pairs ({counts}); unlabeled {len(unlabeled)}; -> {out}")
+        split_counts = ", ".join(f"{name} {summary['splits'][name]['pairs']}" for name in SPLITS)
+        print(f"prepare: {summary['pairs']} pairs ({split_counts}); unlabeled {len(unlabeled)} "
+              f"({counts['split']} labelled pairs without their masks, {counts['folder']} from "
+              f"prepare.folder.unlabeled_dir); -> {out}")
 
 
 # -- sources ---------------------------------------------------------------------------------
@@ -220,6 +225,27 @@ def without_test_images(unlabeled: list[tuple[str, np.ndarray, str]], manifest: 
     return kept
 
 
+def split_unlabeled(manifest: pd.DataFrame, arrays: dict) -> list[tuple[str, np.ndarray, str]]:
+    """(id, image at its working size, content hash) per pair of the split's unlabeled share:
+    the mask (and region of interest) is dropped, the image joins the unlabeled folder."""
+    rows = manifest[manifest["split"] == UNLABELED].sort_values("pair_id")
+    return [(pair_id, arrays[pair_id][0], content) for pair_id, content in zip(rows["pair_id"], rows["content_hash"])]
+
+
+def merge_unlabeled(from_split: list, from_folder: list) -> tuple[list, dict[str, int]]:
+    """One unlabeled set, sorted by id, and how many images each source adds. A folder image
+    with the content of a split image is the same image: written once (as the split's)."""
+    split_ids, split_content = {item[0] for item in from_split}, {item[2] for item in from_split}
+    added = [item for item in from_folder if item[2] not in split_content]
+    clash = sorted(item[0] for item in added if item[0] in split_ids)
+    if clash:
+        raise DataError(f"prepare.folder.unlabeled_dir: {clash[0]} has the id of a pair in the split's unlabeled "
+                        f"share but other pixels ({len(clash)} such id(s)); rename it, or set "
+                        "prepare.split.unlabeled: 0")
+    merged = sorted(from_split + added, key=lambda item: item[0])
+    return merged, {"split": len(from_split), "folder": len(added)}
+
+
 def unlabeled_images(common: CommonConfig, cfg: PrepareConfig) -> list[tuple[str, np.ndarray, str]]:
     """(id, image at its working size, content hash of the source image) per unlabeled image."""
     found = list_images(cfg.folder.unlabeled_dir, "unlabeled")
@@ -295,9 +321,11 @@ def write_unlabeled(folder: Path, images: list[tuple[str, np.ndarray, str]]) -> 
     ).to_csv(folder / pairs.MANIFEST, index=False)
 
 
-def summarise(manifest: pd.DataFrame, unlabeled: int, warnings: int, source: str) -> dict:
+def summarise(manifest: pd.DataFrame, unlabeled: dict[str, int], warnings: int, source: str) -> dict:
+    """Counts and foreground statistics per split (the unlabeled share's from its withheld masks);
+    ``unlabeled`` = images written to unlabeled/ per source (split share, folder)."""
     splits = {}
-    for name in SPLITS:
+    for name in (*SPLITS, UNLABELED):
         rows = manifest[manifest["split"] == name]
         fg = rows["foreground_fraction"]
         splits[name] = {
@@ -310,14 +338,16 @@ def summarise(manifest: pd.DataFrame, unlabeled: int, warnings: int, source: str
     return {
         "source": source,
         "pairs": len(manifest),
-        "unlabeled": unlabeled,
+        "unlabeled": sum(unlabeled.values()),
+        "unlabeled_from": {"split": unlabeled["split"], "folder": unlabeled["folder"]},
         "validation_warnings": warnings,
         "splits": splits,
     }
 
 
 def flat_metrics(summary: dict) -> dict[str, float]:
-    out = {"prepare/pairs": summary["pairs"], "prepare/unlabeled": summary["unlabeled"]}
+    out = {"prepare/pairs": summary["pairs"], "prepare/unlabeled": summary["unlabeled"],
+           **{f"prepare/unlabeled_from_{source}": count for source, count in summary["unlabeled_from"].items()}}
     for name, stats in summary["splits"].items():
         for key, value in stats.items():
             if value is not None:

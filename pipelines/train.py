@@ -2,7 +2,9 @@
 
 Reads the ``common`` and ``train`` blocks. ``--variant`` names the run (dvc.yaml trains
 ``real`` and ``synthetic``); ``--synthetic DIR`` adds that pair folder's pairs at
-``train.synthetic_ratio`` synthetic pairs per real pair per epoch (see docs/training.md).
+``train.synthetic_ratio`` synthetic pairs per real pair per epoch, or, with
+``train.synthetic_schedule: pretrain``, on synthetic pairs only for the first
+``train.pretrain_share`` of the steps and real pairs only after (see docs/training.md).
 
 Writes (rank 0 only, each file atomically):
 - ``models/unet_<variant>.pt``: the model file of the best epoch (``ganseg.models.model_file``),
@@ -181,6 +183,12 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     schedule = plan_steps(len(loader), cfg.epochs, plan.steps, plan.val_interval, "train")
     scheduler = build_scheduler(optimizer, cfg.scheduler, schedule.validations, cfg.plateau.patience,
                                 cfg.plateau.factor)
+    # The schedule decides only which pairs each batch draws: the epoch length, the plan and the
+    # validations are those of the mix.
+    pretrain_until = None
+    if mixed and cfg.synthetic_schedule == "pretrain":
+        pretrain_until = pretrain_steps(cfg.pretrain_share, schedule.steps)
+        sampler.pretrain(pretrain_until, plan.batch_size)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     state = TrainState(
         modules={"unet": model},
@@ -217,6 +225,9 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     log = ctx.tracker.step_log()  # one MLflow batch per epoch
 
     mix = f" + {sampler.synthetic_per_epoch} synthetic (pool {len(pool)})" if mixed else ""
+    if pretrain_until is not None:
+        mix = (f" (steps 1-{pretrain_until} on synthetic pairs only, pool {len(pool)}; then real only; "
+               f"train.synthetic_schedule pretrain, pretrain_share {cfg.pretrain_share:g})")
     say(f"train[{variant}]: {len(real)} real{mix} pairs per epoch, {len(val)} val; device {device}, "
         f"precision {str(dtype).removeprefix('torch.')}, {'channels_last' if memory_format == torch.channels_last else 'NCHW'}, "
         f"processes {info.world_size}, {sum(p.numel() for p in model.parameters()):,} parameters")
@@ -260,7 +271,9 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         "stopped_early": state.stopped_early,
         "data": {"real_pairs": len(real), "val_pairs": len(val),
                  "synthetic_pool": len(pool) if mixed else 0,
-                 "synthetic_per_epoch": sampler.synthetic_per_epoch},
+                 "synthetic_per_epoch": sampler.synthetic_per_epoch,
+                 "synthetic_schedule": cfg.synthetic_schedule if mixed else None,
+                 "pretrain_until_step": pretrain_until},
         "run": {"device": str(device), "precision": str(dtype).removeprefix("torch."),
                 "processes": info.world_size, "optimizer_steps": state.step, "wall_time_s": round(wall, 1),
                 "images_per_s": round(float(np.median([r["train/images_per_s"] for r in state.history])), 1)},
@@ -295,6 +308,12 @@ def load_synthetic(folder: Path | None, ratio: float, common: CommonConfig, say)
             "(dvc repro augment) or set train.synthetic_ratio: 0"
         )
     return load_split(folder, common.channels, common.num_classes)
+
+
+def pretrain_steps(share: float, steps: int) -> int:
+    """The last step of the synthetic-only phase: ``share`` of ``steps``, at least 1 and, when
+    the run has two steps or more, leaving at least one real step."""
+    return max(1, min(steps - 1, round(share * steps)))
 
 
 def load_pretrained(model: torch.nn.Module, cfg: TrainConfig, say) -> None:

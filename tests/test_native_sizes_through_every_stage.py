@@ -52,10 +52,11 @@ def test_mixed_non_square_folder_runs_through_every_stage(tmp_path, monkeypatch)
                     "sample_interval": 2, "checkpoint_interval": 2, "grid_samples": 4,
                     "pix2pix": {"base_channels": 8}, "discriminator": {"base_channels": 8, "layers": 2},
                     "consistency": {"steps": 2, "base_channels": 4, "batch_size": 4},
+                    "filter": {"min_relative_dice": 0.0},  # a 2-step reference segmenter's scores say nothing
                     "quality": {"max_images": 6, "kid_subset_size": 3, "kid_subsets": 3}},
         "train": {"patch_size": PATCH, "batch_size": 4, "steps": 6, "val_interval": 3,
                   "model": {"depth": 2, "base_width": 4}, "overlay_images": 2},
-        "finetune": {"epochs": 1, "batch_size": 4, "discriminator": {"base_channels": 8, "layers": 2},
+        "finetune": {"epochs": 1, "steps": None, "val_interval": None, "batch_size": 4, "discriminator": {"base_channels": 8, "layers": 2},
                      "overlay_images": 2},
         "evaluate": {"bootstrap": {"resamples": 100}, "overlays": {"count": 1},
                      "synthetic_quality": {"max_images": 6, "kid_subset_size": 3, "kid_subsets": 3,

@@ -21,16 +21,20 @@ DVC = Path(sys.executable).parent / "dvc"
 # Shrinks each stage to seconds; a block is applied only if params.yaml has it.
 TINY = {
     "common": {"image_size": 32},
-    "prepare": {"synthetic": {"num_images": 24}},
+    # The default's few-label shares leave 3 of 24 pairs for training: the old shares, plus a
+    # small unlabeled share so that finetune's semi-supervised mode reads prepare's folder.
+    "prepare": {"synthetic": {"num_images": 24},
+                "split": {"train": 0.6, "val": 0.15, "test": 0.15, "unlabeled": 0.1}},
     "augment": {"steps": 6, "batch_size": 4, "num_samples": 8, "log_interval": 3, "sample_interval": 3,
                 "checkpoint_interval": 3, "grid_samples": 4, "pix2pix": {"base_channels": 8},
                 "discriminator": {"base_channels": 8, "layers": 2},
                 "consistency": {"steps": 3, "base_channels": 4, "batch_size": 4},
+                "filter": {"min_relative_dice": 0.0},  # a 3-step reference segmenter's scores say nothing
                 "quality": {"max_images": 8, "kid_subset_size": 4, "kid_subsets": 5}},
     # Explicit plan (nothing measured): kill/resume runs are compared with uninterrupted ones.
     "train": {"steps": 12, "val_interval": 6, "patch_size": 32, "batch_size": 4,
               "model": {"depth": 2, "base_width": 4}, "overlay_images": 2},
-    "finetune": {"epochs": 1, "batch_size": 4, "discriminator": {"base_channels": 8, "layers": 2},
+    "finetune": {"epochs": 1, "steps": None, "val_interval": None, "batch_size": 4, "discriminator": {"base_channels": 8, "layers": 2},
                  "overlay_images": 2},
     "evaluate": {"bootstrap": {"resamples": 200}, "overlays": {"count": 2},
                  "synthetic_quality": {"max_images": 8, "kid_subset_size": 4, "kid_subsets": 5}},

@@ -73,3 +73,33 @@ def test_seeds_share_one_test_split_and_never_train_on_each_others_test_images()
     legacy = {seed: set(manifest.loc[assign_splits(manifest, fractions, seed=seed, strata=4, test_seed=None) == "test",
                                      "pair_id"]) for seed in (1, 2)}
     assert legacy[1] != legacy[2]
+
+
+def test_unlabeled_share_is_carved_from_the_non_test_part_and_leaves_the_test_split_alone():
+    """prepare.split.unlabeled: a share of the labelled pairs written without masks. The test
+    split is drawn before it, so it is the same test split (same test_seed) with or without it."""
+    manifest = _manifest(200)
+    without = assign_splits(manifest, FRACTIONS, seed=3, strata=4, test_seed=0)
+    explicit_zero = assign_splits(manifest, {**FRACTIONS, "unlabeled": 0.0}, seed=3, strata=4, test_seed=0)
+    assert explicit_zero.equals(without)  # a zero share is today's split, exactly
+    few_labels = {"train": 0.15, "val": 0.1, "test": 0.15, "unlabeled": 0.6}
+    split = assign_splits(manifest, few_labels, seed=3, strata=4, test_seed=0)
+    counts = split.value_counts()
+    assert (counts["train"], counts["val"], counts["test"], counts["unlabeled"]) == (30, 20, 30, 120)
+    assert set(manifest.loc[split == "test", "pair_id"]) == set(manifest.loc[without == "test", "pair_id"])
+    # Every id in exactly one split; another training seed moves train/val/unlabeled, never test.
+    other = assign_splits(manifest, few_labels, seed=4, strata=4, test_seed=0)
+    assert (other == "test").equals(split == "test") and not other.equals(split)
+    # Stratified like the others: the unlabeled share spans the foreground range.
+    overall = manifest["foreground_fraction"].quantile([0.25, 0.75]).to_numpy()
+    quartiles = manifest.loc[split == "unlabeled", "foreground_fraction"].quantile([0.25, 0.75]).to_numpy()
+    assert np.allclose(quartiles, overall, atol=0.04)
+
+
+def test_unlabeled_share_with_a_test_list_and_with_duplicates():
+    manifest = _manifest(60)
+    manifest.loc[10:19, "content_hash"] = "same"
+    fractions = {"train": 0.2, "val": 0.2, "test": 0.2, "unlabeled": 0.4}
+    split = assign_splits(manifest, fractions, seed=0, strata=4, test_ids={"p003"})
+    assert split.loc[3] == "test" and (split == "test").sum() == 1
+    assert split.loc[10:19].nunique() == 1 and (split == "unlabeled").sum() > 0

@@ -146,6 +146,6 @@ def test_augment_stage_compares_at_equal_n_and_says_so(small_extractor, image_se
     assert "augment: synthetic vs real train: FID " in captured.out and "(N 30 vs 30)" in captured.out
     assert "(N 30 vs 30, 5 subsets of 30)" in captured.out
     assert "warning: augment: FID at N 30 < 2048" in captured.err
-    summary = {"final": {}, **values}
+    summary = {"final": {}, **values, "filter": {"kept": 30, "dropped": 0, "kept_dice": None}}
     flat = augment_stage.flat_metrics(summary)
     assert flat["augment/fid_n_real"] == flat["augment/fid_n_fake"] == 30

@@ -68,6 +68,7 @@ def build_step(
         stabilisers.instance_noise,
         stabilisers.pool,
         adversarial_weight=adv_weight,
+        augment=stabilisers.augment,
     )
     semi = SemiSupervisedLoss(gan_loss, confidence_threshold=threshold) if unlabeled is not None else None
     step = AdversarialStep(

@@ -74,7 +74,8 @@ class TinyRun:
         self.g_opt, self.d_opt = build_optimizers(nets.generator, nets.discriminator, cfg)
         self.stabilisers = build_stabilisers(cfg.objective, cfg.steps)
         self.loss = GanLoss(nets.task, objective or build_gan_objective(cfg.objective),
-                            self.stabilisers.penalties, self.stabilisers.instance_noise, self.stabilisers.pool)
+                            self.stabilisers.penalties, self.stabilisers.instance_noise, self.stabilisers.pool,
+                            augment=self.stabilisers.augment)
         self.parts = GanParts(nets.generator, nets.discriminator, self.g_opt, self.d_opt,
                               Ema(nets.generator, cfg.ema_decay))
         self.sampler = PairSampler(images, labels, num_classes, cfg.batch_size, seed, torch.device("cpu"), SIZE)

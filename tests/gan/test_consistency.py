@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ganseg.data.pairs import IGNORE
-from ganseg.gan.consistency import mask_consistency, train_reference_segmenter
+from ganseg.gan.consistency import fitting_pairs, mask_consistency, train_reference_segmenter
 
 from .conftest import toy_pairs
 
@@ -60,3 +60,19 @@ def test_ignored_pixels_count_in_no_dice():
     images[:, 0, :, 6:] = 255  # the segmenter sees foreground where the truth is ignored
     result = mask_consistency(ThresholdSegmenter(), images, ignored, None, None, 1, CPU, steps=0)
     assert result.mask_consistency_dice == pytest.approx(1.0)
+
+
+def test_per_pair_scores_behind_the_mean_and_the_fraction_of_the_reference_that_keeps_a_pair():
+    labels = torch.zeros(3, 8, 8, dtype=torch.uint8)
+    labels[:, 2:6, 2:6] = 1
+    images = (labels * 255).unsqueeze(1)
+    labels[1] = torch.roll(labels[1], shifts=2, dims=1)  # half of its object off the image's: Dice 0.5
+    labels[2] = 0
+    labels[2, 0, 0] = 1  # an object where the image shows nothing: Dice 0
+    result = mask_consistency(ThresholdSegmenter(), images, labels, None, None, 1, CPU, steps=0)
+    assert result.pair_dice.tolist() == pytest.approx([1.0, 0.5, 0.0])
+    assert result.mask_consistency_dice == pytest.approx(0.5)
+    keep, threshold = fitting_pairs(result.pair_dice, reference_dice=0.8, min_relative_dice=0.5)
+    assert threshold == pytest.approx(0.4) and keep.tolist() == [True, True, False]
+    keep, _ = fitting_pairs(result.pair_dice, reference_dice=0.8, min_relative_dice=0.0)
+    assert keep.all()

@@ -109,3 +109,102 @@ def test_resize_upsampling_has_no_transposed_convs_and_keeps_shapes():
     assert generator(torch.randn(2, 2, 32, 32)).shape == (2, 1, 32, 32)
     with pytest.raises(ValueError, match="unknown upsample"):
         UNetGenerator(UNetGeneratorConfig(1, 1, base_channels=8, depth=3, upsample="bicubic"))
+
+
+# -- multi-scale discriminator and feature matching (pix2pixHD) -------------------------------
+def multi_scale(scales: int = 3, **overrides):
+    from ganseg.gan.pix2pix import MultiScaleDiscriminator
+
+    torch.manual_seed(0)
+    cfg = PatchDiscriminatorConfig(**{"in_channels": 2, "base_channels": 8, "layers": 2, **overrides})
+    return MultiScaleDiscriminator(cfg, scales)
+
+
+def test_multi_scale_discriminator_returns_one_map_per_scale_on_halved_inputs():
+    disc = multi_scale(3)
+    inputs = torch.randn(2, 2, 64, 64)
+    logits = disc(inputs)
+    # scale s sees 64 / 2**s px; two halvings then two stride-1 4x4 convs: n / 4 - 2.
+    assert [tuple(m.shape) for m in logits] == [(2, 1, 14, 14), (2, 1, 6, 6), (2, 1, 2, 2)]
+    half = torch.nn.functional.avg_pool2d(inputs, 3, stride=2, padding=1, count_include_pad=False)
+    assert torch.allclose(logits[1], disc.scales[1](half))
+    maps, features = disc(inputs, features=True)
+    assert len(features) == 3 * (2 + 1)  # layers + 1 activations per scale
+    assert all(torch.equal(a, b) for a, b in zip(maps, logits))
+
+
+def test_multi_scale_losses_weight_every_scale_equally():
+    from ganseg.gan.losses import NonSaturatingLoss
+
+    objective = NonSaturatingLoss()
+    fine, coarse = torch.full((2, 1, 8, 8), 2.0), torch.full((2, 1, 2, 2), -1.0)  # 64 vs 4 patches
+    loss, stats = objective.g_loss([fine, coarse])
+    expected = 0.5 * (objective.g_loss(fine)[0] + objective.g_loss(coarse)[0])
+    assert torch.allclose(loss, expected)
+    assert torch.allclose(stats["g_adv"], expected)
+    d_loss, d_stats = objective.d_loss([fine, coarse], [coarse, fine])
+    assert torch.allclose(d_loss, 0.5 * (objective.d_loss(fine, coarse)[0] + objective.d_loss(coarse, fine)[0]))
+    assert torch.allclose(d_stats["d_acc_real"], torch.tensor(0.5))  # all right at one scale, all wrong at the other
+
+
+def test_penalties_see_the_scale_average_of_a_multi_scale_discriminator():
+    from ganseg.gan.regularisers import R1Penalty, per_sample_score
+
+    disc = multi_scale(2)
+    inputs = torch.randn(3, 2, 32, 32)
+    maps = disc(inputs)
+    expected = torch.stack([m.flatten(1).mean(1) for m in maps]).mean(0)
+    assert torch.allclose(per_sample_score(disc, inputs), expected)
+    penalty, stats = R1Penalty(1.0)(disc, inputs, inputs)
+    assert torch.isfinite(penalty) and stats["d_r1"] > 0
+
+
+def test_build_patch_discriminator_stacks_scales_only_when_asked():
+    from ganseg.config.augment import DiscriminatorConfig, GanObjectiveConfig
+    from ganseg.gan.build import build_patch_discriminator
+    from ganseg.gan.pix2pix import MultiScaleDiscriminator
+
+    objective = GanObjectiveConfig(spectral_norm=True)
+    single = build_patch_discriminator(3, DiscriminatorConfig(base_channels=8), objective)
+    assert isinstance(single, PatchDiscriminator)  # today's network and state-dict keys
+    double = build_patch_discriminator(3, DiscriminatorConfig(base_channels=8, scales=2), objective)
+    assert isinstance(double, MultiScaleDiscriminator) and len(double.scales) == 2
+    assert len(double(torch.randn(1, 3, 64, 64))) == 2
+
+
+def test_feature_matching_is_zero_for_identical_stacks_and_positive_otherwise():
+    from ganseg.gan.losses import FeatureMatchingLoss
+
+    disc = multi_scale(2)
+    matching = FeatureMatchingLoss(10.0)
+    stacks = torch.randn(2, 2, 32, 32)
+    _, features = disc(stacks, features=True)
+    assert matching(features, features)[0] == 0
+    _, other = disc(stacks + 0.5, features=True)
+    loss, stats = matching(other, features)
+    assert loss > 0 and torch.allclose(loss, 10 * stats["g_feature_matching"])
+
+
+def test_feature_matching_gradients_reach_the_generator_only():
+    from ganseg.gan.data import Batch
+    from ganseg.gan.losses import FeatureMatchingLoss, GanLoss, NonSaturatingLoss, PixelLoss
+    from ganseg.gan.tasks import Pix2PixTask
+
+    torch.manual_seed(0)
+    generator = UNetGenerator(UNetGeneratorConfig(1, 1, base_channels=4, depth=3, dropout=0.0))
+    disc = multi_scale(2)
+    images = torch.rand(2, 1, 32, 32) * 2 - 1
+    masks = torch.randn(2, 1, 32, 32).sign()
+    batch = Batch(images.requires_grad_(True), masks, (masks[:, 0] > 0).to(torch.uint8))
+    without = GanLoss(Pix2PixTask(PixelLoss(0.0)), NonSaturatingLoss())
+    with_fm = GanLoss(Pix2PixTask(PixelLoss(0.0)), NonSaturatingLoss(), feature_matching=FeatureMatchingLoss(10.0))
+    inputs = with_fm.prepare(generator, batch, 0, grad=True)
+    disc.requires_grad_(False)  # as the G phase runs it
+    loss, stats = with_fm.g_main(disc, inputs)
+    adversarial, _ = without.g_main(disc, inputs)
+    assert torch.allclose(loss, adversarial + 10 * stats["g_feature_matching"])
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.parameters() if p.ndim > 1)
+    # The real stack is a target: nothing flows into it (the L1 term, weighted 0, adds zeros).
+    assert images.grad is None or not images.grad.any()
+    assert all(p.grad is None for p in disc.parameters())

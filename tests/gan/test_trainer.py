@@ -27,6 +27,9 @@ STABILISERS = {
     "image_pool": {"image_pool": 6},
     "minibatch_std": {"minibatch_std": True},
     "two_d_steps": {"d_steps_per_g": 2},
+    "diffaugment": {"diffaugment": ["color", "translation", "cutout"]},
+    "diffaugment_ada_r1": {"diffaugment": ["color", "translation", "cutout"], "ada_target": 0.6,
+                           "ada_interval": 2, "r1_gamma": 1.0},
 }
 
 
@@ -64,7 +67,7 @@ def test_every_stabiliser_trains_without_nan(tiny_run, name):
     assert_trained_finitely(history, run, 6)
     last = history.rows[-1]
     expected_stat = {"gradient_penalty": "gan/d_gp", "r1": "gan/d_r1", "r1_lazy": "gan/d_r1",
-                     "weight_penalty": "gan/d_weight_l2"}.get(name)
+                     "weight_penalty": "gan/d_weight_l2", "diffaugment_ada_r1": "gan/ada_p"}.get(name)
     if expected_stat:
         assert expected_stat in last
 
@@ -146,7 +149,9 @@ def test_guard_detects_a_collapsed_discriminator(tiny_run, tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
-    cfg = tiny_config(steps=8, objective={"image_pool": 4, "instance_noise": 0.1})
+    # ADA adjusts p by 0.5 every 4 D steps: the checkpoint at step 6 holds an open interval.
+    cfg = tiny_config(steps=8, objective={"image_pool": 4, "instance_noise": 0.1, "ada_target": 0.6,
+                                          "ada_ramp_images": 32, "diffaugment": ["color", "translation", "cutout"]})
     straight = TinyRun(cfg, tmp_path / "straight")
     train(straight)
 
@@ -169,6 +174,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(a, b)
     for a, b in zip(straight.parts.discriminator.parameters(), second.parts.discriminator.parameters()):
         assert torch.equal(a, b)
+    assert second.loss.state_dict()["augment"] == straight.loss.state_dict()["augment"]
 
 
 def test_checkpoint_of_other_settings_is_ignored(tmp_path, tiny_run):

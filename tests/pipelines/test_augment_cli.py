@@ -14,6 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ganseg.data import pairs
+from ganseg.errors import ConfigError
 from ganseg.tracking import StepLog
 from pipelines.__main__ import app
 from tests.gan.conftest import toy_pairs
@@ -34,6 +35,7 @@ TINY = {
     "discriminator": {"base_channels": 8, "layers": 2},
     "dcgan": {"base_channels": 8, "latent_dim": 8},
     "consistency": {"steps": 3, "base_channels": 4, "batch_size": 4},
+    "filter": {"min_relative_dice": 0.0},  # a 3-step reference segmenter's scores say nothing
     "quality": {"fid_kid": False},
 }
 
@@ -86,7 +88,8 @@ def test_writes_pairs_manifest_grids_metrics_and_registers_the_generator(tmp_pat
 
     manifest = pd.read_csv(tmp_path / "synthetic" / "manifest.csv", dtype=str)
     assert len(manifest) == 10
-    assert {"pair_id", "image", "mask", "source_pair_id", "transform", "generator_sha256"} <= set(manifest.columns)
+    assert {"pair_id", "image", "mask", "source_pair_id", "transform", "generator_sha256",
+            "consistency_dice"} <= set(manifest.columns)
     assert set(manifest["source_pair_id"]) <= {f"toy_{i:02d}" for i in range(12)}
     # No registry version in the data (it grows every run); the weights' hash leads to it.
     assert "generator_version" not in manifest.columns
@@ -204,6 +207,32 @@ def test_dcgan_multiclass_writes_palette_masks(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_spade_with_two_scales_and_feature_matching_paints_sampled_masks(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prepared(tmp_path / "prepared")
+    augment = {**TINY, "model": "spade", "spade": {"base_channels": 4, "hidden_channels": 8},
+               "discriminator": {"base_channels": 8, "layers": 1, "scales": 2}}
+    result = run_augment(tmp_path, augment)
+    assert result.exit_code == 0, result.output
+    manifest = pd.read_csv(tmp_path / "synthetic" / "manifest.csv", dtype=str)
+    assert len(manifest) == 10 and (manifest["generator"] == "spade").all()
+    assert set(manifest["source_pair_id"]) <= {f"toy_{i:02d}" for i in range(12)}  # the mask sampler's
+    history = pd.read_csv(tmp_path / "plots" / "augment.csv")
+    assert (history["gan/g_feature_matching"] > 0).all()
+
+    info = json.loads((tmp_path / "models" / "generator.json").read_text())
+    assert info["model"] == "spade" and info["generator"]["kind"] == "spade"
+    from ganseg.gan.build import generator_from_config
+
+    generator = generator_from_config(info["generator"])
+    generator.load_state_dict(torch.load(tmp_path / "models" / "generator.pt", weights_only=True))
+    masks = -torch.ones(2, 1, 32, 32)
+    noise = torch.randn(2, info["generator"]["latent_dim"], generator=torch.Generator().manual_seed(0))
+    images = generator.eval()(masks, noise)
+    assert images.shape == (2, 1, 32, 32) and not torch.equal(images[0], images[1])
+
+
+@pytest.mark.slow
 def test_fid_and_kid_are_reported_with_n(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     prepared(tmp_path / "prepared")
@@ -281,3 +310,100 @@ def test_dcgan_size_rule_names_the_key(tmp_path, monkeypatch):
     prepared(tmp_path / "prepared", size=48)
     result = run_augment(tmp_path, {**TINY, "model": "dcgan", "patch_size": 48})
     assert result.exit_code == 1 and "augment.model dcgan needs a power-of-two augment.patch_size" in error_line(result)
+
+
+# -- the consistency filter, with fake scores (no reference segmenter trained) ---------------
+def fake_pairs(count: int) -> list:
+    from ganseg.gan.synthesis import SyntheticPair
+
+    return [SyntheticPair(i, np.full((1, 8, 8), i, np.uint8), np.zeros((8, 8), np.uint8), 0, None, "t")
+            for i in range(count)]
+
+
+def fake_fit(reference: float | None) -> dict:
+    return {"mask_consistency": {"dice": 0.5, "reference_val_dice": reference, "n_synthetic": 10, "n_reference": 4,
+                                 "segmenter": "fake"}}
+
+
+def test_filter_keeps_exactly_the_pairs_at_or_above_the_fraction_of_the_reference_dice():
+    from ganseg.config.augment import FilterConfig
+    from pipelines.augment import filter_pairs
+
+    scores = torch.tensor([0.05, 0.95, 0.35, 0.45, 0.41, 0.39, 0.8, 0.0, 0.6, 0.2], dtype=torch.float64)
+    kept, kept_scores, selection = filter_pairs(FilterConfig(min_relative_dice=0.5), fake_pairs(10), scores,
+                                                fake_fit(0.8))  # threshold 0.4
+    assert [pair.index for pair in kept] == [1, 3, 4, 6, 8]
+    assert kept_scores.tolist() == [0.95, 0.45, 0.41, 0.8, 0.6]
+    assert (selection.scored, selection.kept, selection.dropped) == (10, 5, 5)
+    assert selection.threshold == pytest.approx(0.4) and selection.kept_dice == pytest.approx(0.642)
+    assert "kept 5 of 10 pairs, dropped 5 with consistency Dice < 0.400 (0.5 x reference 0.800" in selection.describe()
+    everything, _, off = filter_pairs(FilterConfig(min_relative_dice=0.0), fake_pairs(10), scores, fake_fit(0.8))
+    assert len(everything) == 10 and off.dropped == 0 and off.threshold is None
+
+
+def test_filter_that_drops_every_pair_is_one_line_naming_the_param():
+    from ganseg.config.augment import FilterConfig
+    from pipelines.augment import filter_pairs
+
+    scores = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64)
+    with pytest.raises(ConfigError) as info:
+        filter_pairs(FilterConfig(min_relative_dice=0.9), fake_pairs(3), scores, fake_fit(0.8))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("augment.filter.min_relative_dice 0.9 dropped all 3 synthetic pairs")
+    assert "at most 0.300" in message and "lower it" in message
+    with pytest.raises(ConfigError, match="no val/ split"):
+        filter_pairs(FilterConfig(min_relative_dice=0.5), fake_pairs(3), scores, fake_fit(None))
+
+
+def test_manifest_has_the_score_of_every_pair():
+    from ganseg.config.augment import AugmentConfig
+    from ganseg.config.common import CommonConfig
+    from pipelines.augment import synthetic_manifest
+
+    scores = torch.tensor([0.25, 0.5], dtype=torch.float64)
+    manifest = synthetic_manifest(fake_pairs(2), ["toy_00"], AugmentConfig(), CommonConfig(), "ab" * 32, scores)
+    assert manifest["consistency_dice"].tolist() == [0.25, 0.5]
+    unscored = synthetic_manifest(fake_pairs(2), ["toy_00"], AugmentConfig(), CommonConfig(), "ab" * 32, None)
+    assert unscored["consistency_dice"].isna().all()
+
+
+@pytest.mark.slow
+def test_stage_writes_only_kept_pairs_and_reports_the_counts(tmp_path, monkeypatch):
+    import pipelines.augment as stage
+
+    monkeypatch.chdir(tmp_path)
+    prepared(tmp_path / "prepared")
+    scores = (torch.arange(10, dtype=torch.float64) + 0.5) / 10  # 0.05 .. 0.95
+
+    def fake_consistency(cfg, common, train, val, synthetic, device):
+        assert len(synthetic) == 10
+        return fake_fit(0.8), scores
+
+    monkeypatch.setattr(stage, "consistency", fake_consistency)
+    result = run_augment(tmp_path, {**TINY, "filter": {"min_relative_dice": 0.5}})  # keeps >= 0.4
+    assert result.exit_code == 0, result.output
+    assert "augment: filter kept 6 of 10 pairs, dropped 4" in result.output
+    manifest = pd.read_csv(tmp_path / "synthetic" / "manifest.csv", dtype={"pair_id": str})
+    assert manifest["pair_id"].tolist() == [f"gan_42_{i:05d}" for i in range(4, 10)]
+    assert manifest["consistency_dice"].tolist() == pytest.approx([0.45, 0.55, 0.65, 0.75, 0.85, 0.95])
+    assert len(list((tmp_path / "synthetic" / "images").glob("*.png"))) == 6
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["num_samples"] == 6
+    assert metrics["filter"] == {"scored": 10, "kept": 6, "dropped": 4, "min_relative_dice": 0.5, "threshold": 0.4,
+                                 "kept_dice": 0.7}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    logged = next(r.data.metrics for r in runs if "augment/filter_kept" in r.data.metrics)
+    assert (logged["augment/filter_kept"], logged["augment/filter_dropped"]) == (6, 4)
+
+    # Every pair below the bar: one line naming the param, nothing written, nothing registered.
+    monkeypatch.setattr(stage, "consistency", lambda *args: (fake_fit(0.8), scores / 10))
+    (tmp_path / "again").mkdir()
+    again = run_augment(tmp_path / "again", {**TINY, "filter": {"min_relative_dice": 0.5}},
+                        data=tmp_path / "prepared")
+    assert again.exit_code == 1
+    assert error_line(again).startswith("error: augment.filter.min_relative_dice 0.5 dropped all 10 synthetic pairs")
+    assert not (tmp_path / "again" / "synthetic").exists() and not (tmp_path / "again" / "models").exists()

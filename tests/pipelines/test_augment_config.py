@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from ganseg.config import load_params
-from ganseg.config.augment import AUTO_PATCH_CAP, AugmentConfig, GanObjectiveConfig, resolve_patch_size
+from ganseg.config.augment import (
+    AUTO_PATCH_CAP,
+    AUTO_SAMPLES_CAP,
+    AugmentConfig,
+    GanObjectiveConfig,
+    resolve_num_samples,
+    resolve_patch_size,
+)
 from ganseg.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,3 +82,11 @@ def test_patch_size_is_an_int_or_auto():
         AugmentConfig(patch_size=4)
     with pytest.raises(ValueError, match="patch_size"):
         AugmentConfig(patch_size="large")
+
+
+def test_auto_num_samples_is_twenty_per_training_pair_capped_and_an_int_wins():
+    assert AugmentConfig().num_samples == "auto"
+    assert resolve_num_samples(AugmentConfig(), 24) == 480
+    assert resolve_num_samples(AugmentConfig(), 112) == 2240
+    assert resolve_num_samples(AugmentConfig(), 10_000) == AUTO_SAMPLES_CAP
+    assert resolve_num_samples(AugmentConfig(num_samples=7), 24) == 7

@@ -24,6 +24,9 @@ TINY = {
     "common": {"image_size": 32},
     "finetune": {
         "epochs": 2,
+        "steps": None,  # epoch-counted here, so the tests can name epochs
+        "val_interval": None,
+        "unlabeled": {"enabled": False},  # the semi-supervised cases switch it on
         "batch_size": 4,
         "lr": 0.001,
         "discriminator": {"base_channels": 8, "layers": 2},
@@ -110,7 +113,7 @@ def test_semi_supervised_mode_uses_the_unlabeled_folder_and_hidden_labels(tmp_pa
     manifest = pd.read_csv(unlabeled / MANIFEST)[["pair_id", "image", "content_hash"]]  # images only, as prepare writes
     manifest.to_csv(unlabeled / MANIFEST, index=False)
     blocks = _merge(TINY, {"finetune": {"discriminator": {"kind": "pixel"}, "unlabeled": {
-        "enabled": True, "labeled_fraction": 0.5, "warmup_epochs": 1}}})
+        "enabled": True, "labeled_fraction": 0.5, "warmup_steps": 1}}})
 
     result = _finetune(tmp_path, blocks)
     assert result.exit_code == 0, result.output
@@ -169,7 +172,7 @@ def test_keeps_the_starting_weights_when_fine_tuning_cannot_beat_them(tmp_path, 
 def test_a_killed_run_resumes_to_the_same_model(tmp_path, monkeypatch, no_model_logging):
     from ganseg.training.history import HistoryWriter
 
-    blocks = _merge(TINY, {"finetune": {"unlabeled": {"enabled": True, "source": "train", "warmup_epochs": 0},
+    blocks = _merge(TINY, {"finetune": {"unlabeled": {"enabled": True, "source": "train", "warmup_steps": 0},
                                         "objective": {"image_pool": 4, "instance_noise": 0.2}}})
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     for root in (straight, killed):

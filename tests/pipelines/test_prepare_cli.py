@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from ganseg.errors import DataError
 from pipelines.__main__ import app
 from tests.helpers import folder_dataset, write_pair, write_params
 
@@ -90,6 +92,92 @@ def test_unlabeled_folder_of_all_images_loses_the_test_images(tmp_path, monkeypa
     assert not set(test["content_hash"]) & set(unlabeled["content_hash"])
     assert not set(test["pair_id"]) & set(unlabeled["pair_id"])
     assert f"{len(test)} of 12 unlabeled images are test images; left out" in result.stderr
+
+
+def _ids(folder: Path) -> set[str]:
+    return set(pd.read_csv(folder / "manifest.csv", dtype={"pair_id": str})["pair_id"])
+
+
+def test_split_unlabeled_share_is_written_without_masks_next_to_the_folder_images(tmp_path, monkeypatch):
+    """prepare.split.unlabeled: a share of the labelled pairs goes to unlabeled/ as images only,
+    with prepare.folder.unlabeled_dir's images; the test split is the one drawn without it, the
+    fingerprint is train + val only, and finetune's semi-supervised mode finds the images."""
+    from ganseg.config import load_params
+    from ganseg.config.finetune import UnlabeledConfig
+    from ganseg.data.pairs import load_split
+    from pipelines.finetune import unlabeled_pool
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "unl").mkdir()
+    for name in ("u1", "u2", "u3"):
+        Image.fromarray(np.full((32, 32), 40, np.uint8)).save(tmp_path / "unl" / f"{name}.png")
+    split = {"train": 0.3, "val": 0.2, "test": 0.25, "unlabeled": 0.25}
+    blocks = {"common": {"image_size": 32},
+              "prepare": {"synthetic": {"num_images": 40}, "split": split,
+                          "folder": {"unlabeled_dir": str(tmp_path / "unl")}}}
+    result = _run(tmp_path, write_params(tmp_path / "params.yaml", blocks))
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    share = metrics["splits"]["unlabeled"]["pairs"]
+    assert share == 10 and metrics["unlabeled"] == share + 3
+    assert metrics["unlabeled_from"] == {"split": share, "folder": 3}
+    assert f"unlabeled {share + 3} ({share} labelled pairs without their masks, 3 from " in result.stdout
+    assert sum(s["pairs"] for s in metrics["splits"].values()) == 40
+
+    # Images only, and no id in two places.
+    assert not (out / "unlabeled" / "masks").exists()
+    unlabeled = _ids(out / "unlabeled")
+    assert len(list((out / "unlabeled" / "images").iterdir())) == len(unlabeled) == share + 3
+    parts = [_ids(out / name) for name in ("train", "val", "test")] + [unlabeled]
+    assert sum(len(ids) for ids in parts) == len(set().union(*parts)) == 40 + 3
+    assert sum(len(ids) for ids in parts[:2]) == json.loads((out / "fingerprint.json").read_text())["num_images"]
+
+    # The same test split as without the share, for the same test_seed.
+    without = {"train": 0.45, "val": 0.3, "test": 0.25}
+    blocks["prepare"] = {"synthetic": {"num_images": 40}, "split": without}
+    (tmp_path / "plain").mkdir()
+    result = runner.invoke(app, ["prepare", "--params", str(write_params(tmp_path / "plain.yaml", blocks)),
+                                 "--out", "plain/out", "--reports", "plain/reports", "--metrics", "plain/m.json"])
+    assert result.exit_code == 0, result.output
+    assert _ids(tmp_path / "plain" / "out" / "test") == _ids(out / "test")
+    assert not (tmp_path / "plain" / "out" / "unlabeled").exists()
+
+    # finetune.unlabeled (source auto) reads them; labelled_fraction 1 hides nothing.
+    common = load_params(tmp_path / "params.yaml").common
+    train = load_split(out / "train", common.channels, common.num_classes)
+    pool, source = unlabeled_pool(UnlabeledConfig(enabled=True), out / "unlabeled", train, None, common)
+    assert len(pool) == share + 3 and source == str(out / "unlabeled")
+    assert pool[0].dtype == torch.uint8 and tuple(pool[0].shape) == (1, 32, 32)
+
+
+def test_whole_image_folder_as_unlabeled_dir_with_a_split_share_writes_each_image_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    images, masks = folder_dataset(tmp_path / "data", count=12)
+    params = write_params(tmp_path / "params.yaml", {
+        "common": {"image_size": 32},
+        "prepare": {"source": "folder", "split": {"train": 0.25, "val": 0.25, "test": 0.25, "unlabeled": 0.25},
+                    "folder": {"images_dir": str(images), "masks_dir": str(masks), "unlabeled_dir": str(images)}},
+    })
+    result = _run(tmp_path, params)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    test, unlabeled = _ids(out / "test"), _ids(out / "unlabeled")
+    share = metrics["splits"]["unlabeled"]["pairs"]
+    # The split's share once, plus the folder's train and val images; never a test image.
+    assert share == 3 and metrics["unlabeled_from"] == {"split": share, "folder": 12 - len(test) - share}
+    assert len(unlabeled) == 12 - len(test) and not unlabeled & test
+
+
+def test_an_unlabeled_image_named_as_a_split_share_pair_but_other_pixels_is_refused():
+    from pipelines.prepare import merge_unlabeled
+
+    image = np.zeros((4, 4, 1), np.uint8)
+    merged, counts = merge_unlabeled([("a", image, "h1")], [("a", image, "h1"), ("b", image, "h2")])
+    assert [item[0] for item in merged] == ["a", "b"] and counts == {"split": 1, "folder": 1}
+    with pytest.raises(DataError, match="unlabeled_dir: a has the id of a pair in the split's unlabeled share"):
+        merge_unlabeled([("a", image, "h1")], [("a", image, "h9")])
 
 
 def test_dsb_folder_prepares_all_pairs(tmp_path, monkeypatch, dsb_root):

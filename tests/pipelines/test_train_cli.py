@@ -97,7 +97,8 @@ def test_real_variant_writes_model_metrics_plots_reports_and_registers(tmp_path,
 
     metrics = json.loads(Path("metrics/train_real.json").read_text())
     assert 0.0 <= metrics["val"]["dice"] <= 1.0 and metrics["epochs_run"] == 2
-    assert metrics["data"] == {"real_pairs": 16, "val_pairs": 6, "synthetic_pool": 0, "synthetic_per_epoch": 0}
+    assert metrics["data"] == {"real_pairs": 16, "val_pairs": 6, "synthetic_pool": 0, "synthetic_per_epoch": 0,
+                               "synthetic_schedule": None, "pretrain_until_step": None}
     assert metrics["best_epoch"] == saved["meta"]["epoch"]
     assert metrics["val"]["dice"] == pytest.approx(saved["meta"]["val_dice"], abs=1e-6)
 
@@ -141,6 +142,20 @@ def test_synthetic_variant_mixes_the_ratio_of_synthetic_pairs(tmp_path, monkeypa
 
     versions = MlflowClient().search_model_versions("name = 'ganseg-unet'")
     assert [v.tags["variant"] for v in versions] == ["synthetic"]
+
+
+def test_pretrain_schedule_keeps_the_plan_and_switches_to_real_pairs_at_its_share(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    blocks = {**TINY, "train": {**TINY["train"], "synthetic_schedule": "pretrain", "pretrain_share": 0.25}}
+    make_project(tmp_path, blocks)
+    write_pair_folder(tmp_path / "data" / "synthetic", 10, seed=9, prefix="gan")
+    result = runner.invoke(app, train_args("synthetic", "--synthetic", "data/synthetic"))
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(Path("metrics/train_synthetic.json").read_text())
+    # The mix's epochs (16 real + 8 synthetic = 6 batches of 4), so the same 12 steps and 2 validations.
+    assert metrics["run"]["optimizer_steps"] == 12 and metrics["epochs_run"] == 2
+    assert metrics["data"]["synthetic_schedule"] == "pretrain" and metrics["data"]["pretrain_until_step"] == 3
+    assert "(steps 1-3 on synthetic pairs only, pool 10; then real only;" in result.stderr
 
 
 def test_missing_synthetic_folder_is_one_line_naming_the_fix(tmp_path, monkeypatch):

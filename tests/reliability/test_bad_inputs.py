@@ -37,7 +37,7 @@ GOOD = {
     "prepare": {"source": "folder", "folder": {"images_dir": "source/images", "masks_dir": "source/masks"}},
     "train": {"steps": None, "val_interval": None, "patch_size": 32, "epochs": 1, "batch_size": 4,
               "model": {"depth": 2, "base_width": 4}},
-    "finetune": {"epochs": 1, "batch_size": 4, "discriminator": {"base_channels": 8, "layers": 2}},
+    "finetune": {"epochs": 1, "steps": None, "val_interval": None, "batch_size": 4, "discriminator": {"base_channels": 8, "layers": 2}},
     "evaluate": {"bootstrap": {"resamples": 100}, "synthetic_quality": {"enabled": False}},
 }
 PREPARE = ["prepare", "--params", "params.yaml", "--out", "data/prepared", "--reports", "reports/prepare",

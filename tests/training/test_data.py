@@ -95,6 +95,63 @@ def test_epoch_mix_follows_the_ratio():
     assert max(np.bincount(synthetic)) <= 3
 
 
+def _batches(sampler: EpochSampler, epochs: int, batch_size: int) -> list[list[int]]:
+    """The indices of every batch of ``epochs`` passes, as the DataLoader groups the sampler's order."""
+    batches = []
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        order = [index for index, _ in sampler]
+        batches += [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    return batches
+
+
+def test_pretrain_draws_only_synthetic_pairs_before_the_switch_and_only_real_after():
+    # 10 real + 5 synthetic per epoch, batches of 4: 4 batches per epoch (the last of 3); the
+    # switch at step 6 falls inside the second epoch.
+    sampler = EpochSampler(num_real=10, num_synthetic=30, synthetic_ratio=0.5, seed=3)
+    mixed_length = len(sampler)
+    sampler.pretrain(until_step=6, batch_size=4)
+    assert len(sampler) == mixed_length == 15  # the epoch length, hence the plan, is the mix's
+    batches = _batches(sampler, epochs=4, batch_size=4)
+    assert all(i >= 10 for batch in batches[:6] for i in batch)  # steps 1..6: synthetic only
+    assert all(i < 10 for batch in batches[6:] for i in batch)  # step 7 on: real only
+    synthetic = [i - 10 for batch in batches[:6] for i in batch]
+    assert len(synthetic) == len(set(synthetic)) == 23  # 4+4+4+3 + 4+4: the pool walked without repeats
+    real = [i for batch in batches[6:] for i in batch]
+    assert np.bincount(real, minlength=10).max() - np.bincount(real, minlength=10).min() <= 1
+
+
+def test_pretrain_order_is_a_function_of_seed_epoch_and_schedule():
+    def order(epoch: int) -> list:
+        sampler = EpochSampler(num_real=10, num_synthetic=30, synthetic_ratio=0.5, seed=3)
+        sampler.pretrain(until_step=6, batch_size=4)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert order(1) == order(1) and order(1) != order(2)  # a resume at epoch 1 sees what the run saw
+
+
+def test_pretrain_shards_keep_the_switch_on_every_rank():
+    per_rank = []
+    for rank in range(2):
+        sampler = EpochSampler(num_real=9, num_synthetic=20, synthetic_ratio=0.0 + 4 / 9, seed=1, rank=rank,
+                               world_size=2)
+        sampler.pretrain(until_step=3, batch_size=2)
+        per_rank.append(_batches(sampler, epochs=2, batch_size=2))
+    for batches in per_rank:  # 13 samples -> 7 per rank, 4 batches per epoch
+        assert len(batches) == 8
+        assert all(i >= 9 for batch in batches[:3] for i in batch)
+        assert all(i < 9 for batch in batches[3:] for i in batch)
+
+
+def test_mixed_schedule_is_unchanged_by_the_pretrain_option():
+    plain = EpochSampler(num_real=10, num_synthetic=7, synthetic_ratio=1.5, seed=3)
+    plain.set_epoch(2)
+    # The order the sampler drew before the pretrain schedule existed (same seed and epoch).
+    assert [index for index, _ in plain] == [12, 14, 9, 3, 6, 10, 8, 10, 16, 11, 14, 1, 15, 16, 11, 2, 14, 0, 5,
+                                             13, 12, 13, 15, 4, 7]
+
+
 def test_real_only_when_ratio_is_zero():
     sampler = EpochSampler(num_real=5, num_synthetic=9, synthetic_ratio=0.0)
     assert sorted(i for i, _ in sampler) == list(range(5))

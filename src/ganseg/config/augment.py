@@ -45,9 +45,27 @@ class GanObjectiveConfig(StrictModel):
     image_pool: int = Field(0, ge=0, description="History pool of past fakes for D; 0 = off (pix2pix: 50).")
     minibatch_std: bool = Field(False, description="Minibatch-stddev feature in D (against mode collapse).")
     d_steps_per_g: int = Field(1, ge=1, description="Discriminator steps per generator step (WGAN: 5).")
+    diffaugment: tuple[Literal["color", "translation", "cutout"], ...] = Field(
+        (), description="DiffAugment policy: differentiable transforms of every D input, real and fake, "
+        "in this order (color: image channels only; translation, cutout: the whole stack); [] = off."
+    )
+    ada_target: float | None = Field(
+        None, gt=0, lt=1, description="Adaptive probability (StyleGAN2-ADA): raise p while E[sign D(real)] "
+        "is above this (0.6), lower it below; null = every transform on every input (plain DiffAugment)."
+    )
+    ada_interval: int = Field(4, ge=1, description="Discriminator steps between adjustments of p.")
+    ada_ramp_images: int = Field(
+        5000, ge=1, description="Real images it takes p to go from 0 to 1 at most (StyleGAN2-ADA: 500k, "
+        "for runs of millions of images)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> GanObjectiveConfig:
+        if len(set(self.diffaugment)) < len(self.diffaugment):
+            raise ValueError(f"diffaugment lists a policy twice: {self.diffaugment}; name each once")
+        if self.ada_target is not None and not self.diffaugment:
+            raise ValueError("ada_target adapts the probability of the diffaugment policy, which is empty; "
+                             "list policies in diffaugment or set ada_target to null")
         if self.label_smoothing and self.loss not in ("bce", "lsgan"):
             raise ValueError(f"label_smoothing applies to bce and lsgan, not {self.loss}; set it to 0")
         if self.loss == "wgan_gp" and self.gradient_penalty == 0:
@@ -73,6 +91,10 @@ class DiscriminatorConfig(StrictModel):
     base_channels: int = Field(16, ge=4, le=512, description="Width of the first conv.")
     layers: int = Field(3, ge=1, le=6, description="PatchGAN stride-2 convs (3 = 70x70 patches).")
     norm: NormName = Field("instance", description="instance | batch | none (none or instance for penalties).")
+    scales: int = Field(
+        1, ge=1, le=4, description="PatchGANs on the input downsampled by 2 per scale, losses averaged "
+        "(pix2pixHD: 2-3); 1 = one PatchGAN.",
+    )
 
 
 class Pix2PixConfig(StrictModel):
@@ -81,11 +103,29 @@ class Pix2PixConfig(StrictModel):
     norm: NormName = "instance"
     dropout: float = Field(0.5, ge=0, lt=1, description="Decoder dropout (pix2pix's noise source).")
     upsample: Literal["transpose", "resize"] = Field(
-        "transpose",
-        description="transpose: conv-transpose 4x4/2 (pix2pix); resize: nearest x2 + conv3x3 "
-        "(no checkerboard artifacts, about 2.5x the generator's cost).",
+        "resize",
+        description="resize: nearest x2 + conv3x3 (no checkerboard artifacts, about 1.8x the generator's "
+        "FLOPs); transpose: conv-transpose 4x4/2 (pix2pix).",
     )
     lambda_l1: float = Field(100.0, ge=0, description="Weight of the L1 pixel loss.")
+    feature_matching: float = Field(
+        0.0, ge=0, description="Weight of the discriminator feature-matching L1 (pix2pixHD: 10); 0 = off."
+    )
+
+
+class SpadeConfig(StrictModel):
+    """SPADE generator (ganseg.gan.spade); the discriminator, mask sampler and task are pix2pix's."""
+
+    base_channels: int = Field(
+        8, ge=4, le=512, description="Generator width at full size (8: the U-Net's 16 at each resolution "
+        "below, as the U-Net's first conv already halves the size).",
+    )
+    upsamplings: int | None = Field(None, ge=1, le=10, description="Up-samplings; null = log2(size) - 2.")
+    latent_dim: int = Field(16, ge=0, le=512, description="Noise channels per image; 0 = one image per mask.")
+    hidden_channels: int = Field(32, ge=4, le=512, description="Width of the conv that reads the mask per block.")
+    norm: Literal["instance", "batch"] = Field("instance", description="The parameter-free norm SPADE modulates.")
+    lambda_l1: float = Field(10.0, ge=0, description="Weight of the L1 pixel loss (SPADE: none; 100 drowns the noise).")
+    feature_matching: float = Field(10.0, ge=0, description="Weight of the discriminator feature-matching L1 (SPADE: 10).")
 
 
 class DcganConfig(StrictModel):
@@ -138,6 +178,16 @@ class ConsistencyConfig(StrictModel):
     lr: float = Field(2e-3, gt=0)
 
 
+class FilterConfig(StrictModel):
+    """Which synthetic pairs are written: those the reference segmenter finds on their masks."""
+
+    min_relative_dice: float = Field(
+        0.5, ge=0, le=1, description="Drop a pair whose consistency Dice (reference segmenter's prediction on "
+        "its image vs its mask) is below this fraction of the segmenter's Dice on real validation patches "
+        "(reference_val_dice); 0 = keep every pair.",
+    )
+
+
 class QualityConfig(StrictModel):
     """FID / KID of the synthetic images against the real training images (metrics library)."""
 
@@ -150,10 +200,15 @@ class QualityConfig(StrictModel):
 
 # "auto" patch sizes stop here: beyond it a step costs more than the context it adds buys (issue 16).
 AUTO_PATCH_CAP = 256
+# num_samples "auto": this many synthetic pairs per labelled training image (the issue asks for a
+# pool of at least 20x the labelled set), at most AUTO_SAMPLES_CAP (disk, and the train stage
+# keeps the pool in memory: 10,000 pairs of 256 px grayscale are 1.3 GB).
+AUTO_SAMPLES_PER_IMAGE = 20
+AUTO_SAMPLES_CAP = 10_000
 
 
 class AugmentConfig(StrictModel):
-    model: Literal["pix2pix", "dcgan"] = "pix2pix"
+    model: Literal["pix2pix", "spade", "dcgan"] = "pix2pix"
     patch_size: Annotated[int, Field(ge=8, le=4096)] | Literal["auto"] = Field(
         "auto", description="Side of the square patches the GAN trains on and synthesises; auto = the "
         "largest size the networks take that fits the median shorter side of the training images, at "
@@ -162,7 +217,10 @@ class AugmentConfig(StrictModel):
     foreground_share: float = Field(
         0.33, ge=0, le=1, description="Share of training patches centred on a foreground pixel (nnU-Net: 0.33)."
     )
-    num_samples: int = Field(224, ge=1, le=1_000_000, description="Synthetic pairs to write.")
+    num_samples: Annotated[int, Field(ge=1, le=1_000_000)] | Literal["auto"] = Field(
+        "auto", description=f"Synthetic pairs to synthesise and score (the filter writes those that fit); auto = "
+        f"{AUTO_SAMPLES_PER_IMAGE} x the training pairs, at most {AUTO_SAMPLES_CAP}.",
+    )
     steps: int = Field(600, ge=1, description="Training iterations (one batch each).")
     batch_size: int = Field(16, ge=1, le=4096)
     lr_g: float = Field(2e-4, gt=0)
@@ -178,12 +236,15 @@ class AugmentConfig(StrictModel):
     checkpoint_interval: int = Field(100, ge=1, description="Steps between resumable checkpoints.")
     grid_samples: int = Field(16, ge=1, le=256, description="Fixed masks / noise shown in each grid.")
     pix2pix: Pix2PixConfig = Pix2PixConfig()
+    spade: SpadeConfig = SpadeConfig()
     dcgan: DcganConfig = DcganConfig()
     discriminator: DiscriminatorConfig = DiscriminatorConfig()
-    objective: GanObjectiveConfig = GanObjectiveConfig()
+    # DiffAugment on by default here (a few dozen training images), off in finetune's copy.
+    objective: GanObjectiveConfig = GanObjectiveConfig(diffaugment=("color", "translation", "cutout"))
     guard: GuardConfig = GuardConfig()
     mask_sampler: MaskSamplerConfig = MaskSamplerConfig()
     consistency: ConsistencyConfig = ConsistencyConfig()
+    filter: FilterConfig = FilterConfig()
     quality: QualityConfig = QualityConfig()
 
     @model_validator(mode="after")
@@ -192,12 +253,18 @@ class AugmentConfig(StrictModel):
             value = getattr(self, name)
             if value % self.log_interval:
                 raise ValueError(f"{name} ({value}) must be a multiple of log_interval ({self.log_interval})")
+        if self.model == "dcgan" and self.discriminator.scales > 1:
+            raise ValueError("discriminator.scales > 1 stacks PatchGANs (pix2pix, spade); the dcgan "
+                             "discriminator has one scale: set it to 1")
         needs_independent = self.objective.gradient_penalty_weight > 0 or self.objective.r1_gamma > 0
         if needs_independent and self.discriminator.norm == "batch":
             raise ValueError(
                 "discriminator.norm batch mixes samples, which breaks per-sample gradient "
                 "penalties; use instance or none"
             )
+        if self.filter.min_relative_dice > 0 and self.consistency.steps == 0:
+            raise ValueError("filter.min_relative_dice scores pairs with the reference segmenter, which "
+                             "consistency.steps: 0 switches off; set consistency.steps > 0 or the filter to 0")
         return self
 
     def check_against(self, patch_size: int) -> None:
@@ -208,21 +275,51 @@ class AugmentConfig(StrictModel):
 
     def size_problem(self, patch_size: int) -> str | None:
         """Why the networks cannot take ``patch_size`` px patches, or None when they can."""
-        if self.model == "pix2pix":
-            depth = self.unet_depth(patch_size)
+        if self.mask_conditioned:
+            depth = self.generator_depth(patch_size)
+            key = "augment.pix2pix.depth" if self.model == "pix2pix" else "augment.spade.upsamplings"
             if patch_size % 2**depth:
-                return (f"augment.pix2pix.depth: {depth} down-samplings need augment.patch_size "
-                        f"divisible by {2**depth}, got {patch_size}")
-            if patch_size // 2 ** self.discriminator.layers < 4:
+                return (f"{key}: {depth} {'down' if self.model == 'pix2pix' else 'up'}-samplings need "
+                        f"augment.patch_size divisible by {2**depth}, got {patch_size}")
+            scales = self.discriminator.scales
+            if patch_size // 2 ** (self.discriminator.layers + scales - 1) < 4:
+                at_scale = f" at the coarsest of {scales} scales" if scales > 1 else ""
                 return (f"augment.discriminator.layers: {self.discriminator.layers} halvings leave "
-                        f"under 4 px of a {patch_size} px patch; use fewer layers or a larger augment.patch_size")
+                        f"under 4 px of a {patch_size} px patch{at_scale}; use fewer layers"
+                        f"{' or scales' if scales > 1 else ''} or a larger augment.patch_size")
             return None
         if patch_size < 8 or patch_size & (patch_size - 1):
             return f"augment.model dcgan needs a power-of-two augment.patch_size >= 8, got {patch_size}"
         return None
 
+    @property
+    def mask_conditioned(self) -> bool:
+        """Whether the generator paints masks (pix2pix, spade: mask sampler, PatchGAN, L1)."""
+        return self.model in ("pix2pix", "spade")
+
+    @property
+    def pixel_weights(self) -> tuple[float, float]:
+        """(lambda_l1, feature_matching) of the mask-conditioned model in use."""
+        block = self.spade if self.model == "spade" else self.pix2pix
+        return block.lambda_l1, block.feature_matching
+
     def unet_depth(self, image_size: int) -> int:
         return self.pix2pix.depth or max(2, int(math.log2(image_size)) - 2)
+
+    def spade_upsamplings(self, image_size: int) -> int:
+        return self.spade.upsamplings or max(2, int(math.log2(image_size)) - 2)
+
+    def generator_depth(self, image_size: int) -> int:
+        """Halvings the mask-conditioned generator needs the patch side divisible by."""
+        return self.spade_upsamplings(image_size) if self.model == "spade" else self.unet_depth(image_size)
+
+
+def resolve_num_samples(cfg: AugmentConfig, num_train: int) -> int:
+    """``augment.num_samples``, with "auto" resolved: :data:`AUTO_SAMPLES_PER_IMAGE` x the
+    ``num_train`` training pairs, at most :data:`AUTO_SAMPLES_CAP`. An explicit int wins."""
+    if cfg.num_samples != "auto":
+        return cfg.num_samples
+    return max(1, min(AUTO_SAMPLES_PER_IMAGE * num_train, AUTO_SAMPLES_CAP))
 
 
 def resolve_patch_size(cfg: AugmentConfig, image_sizes: Sequence[tuple[int, int]]) -> int:

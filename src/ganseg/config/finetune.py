@@ -36,7 +36,7 @@ class FinetuneDiscriminatorConfig(DiscriminatorConfig):
 class UnlabeledConfig(StrictModel):
     """Semi-supervised mode: images without masks teach the U-Net through the discriminator."""
 
-    enabled: bool = Field(False, description="Use unlabeled images (adversarial + self-training losses).")
+    enabled: bool = Field(True, description="Use unlabeled images (adversarial + self-training losses).")
     source: Literal["auto", "folder", "train"] = Field(
         "auto",
         description="folder = prepare's unlabeled folder (data/prepared/unlabeled); train = the "
@@ -57,8 +57,8 @@ class UnlabeledConfig(StrictModel):
     confidence_threshold: float = Field(
         0.2, ge=0, le=1, description="A pixel is trusted when the discriminator's confidence exceeds this (T_semi)."
     )
-    warmup_epochs: int = Field(
-        1, ge=0, description="Epochs of labelled-only training before the unlabeled terms switch on (D learns first)."
+    warmup_steps: int = Field(
+        50, ge=0, description="Labelled-only steps before the unlabeled terms switch on (D learns first)."
     )
 
 
@@ -69,10 +69,10 @@ class FinetuneConfig(StrictModel):
     foreground_share: float = Field(0.33, ge=0, le=1, description="Share of patches centred on foreground, as train's.")
     epochs: int = Field(3, ge=0, le=100_000, description="0 = only score the starting model and keep it.")
     steps: int | None = Field(
-        None, ge=0, le=100_000_000, description="Length in optimizer steps (as train.steps); null = epochs."
+        300, ge=0, le=100_000_000, description="Length in optimizer steps (as train.steps); null = epochs."
     )
     val_interval: int | None = Field(
-        None, ge=1, description="Steps between validations (as train.val_interval); null = one epoch."
+        50, ge=1, description="Steps between validations (as train.val_interval); null = one epoch."
     )
     batch_size: int = Field(16, ge=1, description="Labelled pairs per step.")
     loss: Literal["bce", "dice", "bce_dice"] = Field("bce_dice", description="The segmentation loss (as train.loss).")
@@ -115,11 +115,13 @@ class FinetuneConfig(StrictModel):
             )
         if self.objective.minibatch_std and self.discriminator.kind == "pixel":
             raise ValueError("objective.minibatch_std applies to the patchgan discriminator only")
+        if self.discriminator.scales > 1 and self.discriminator.kind == "pixel":
+            raise ValueError("discriminator.scales > 1 applies to the patchgan discriminator only")
         return self
 
     def check_against(self, patch_size: int) -> None:
         """Settings that depend on the patch side; raises ConfigError naming the key."""
-        side = patch_size // 2**self.discriminator.layers
+        side = patch_size // 2 ** (self.discriminator.layers + self.discriminator.scales - 1)
         smallest = 4 if self.discriminator.kind == "patchgan" else 1
         if side < smallest:
             raise ConfigError(

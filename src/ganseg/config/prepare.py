@@ -65,6 +65,11 @@ class SplitConfig(StrictModel):
     train: float = Field(0.7, ge=0, le=1)
     val: float = Field(0.15, ge=0, le=1)
     test: float = Field(0.15, ge=0, le=1)
+    unlabeled: float = Field(
+        0.0, ge=0, le=1, description="Share of the labelled pairs written without masks to <out>/unlabeled "
+        "(with prepare.folder.unlabeled_dir's images) for semi-supervised fine-tuning; dealt from the "
+        "non-test part, so the test split does not depend on it.",
+    )
     strata: int = Field(4, ge=1, le=20, description="Foreground-fraction bins to stratify over.")
     test_seed: int | None = Field(
         0, description="Seed of the test split, independent of common.seed so that runs of several "
@@ -76,9 +81,9 @@ class SplitConfig(StrictModel):
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> SplitConfig:
-        total = self.train + self.val + self.test
+        total = self.train + self.val + self.test + self.unlabeled
         if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"train + val + test must sum to 1, they sum to {total:g}")
+            raise ValueError(f"train + val + test + unlabeled must sum to 1, they sum to {total:g}")
         if self.train <= 0:
             raise ValueError("train must be > 0")
         return self

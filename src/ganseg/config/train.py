@@ -130,6 +130,15 @@ class TrainConfig(StrictModel):
         description="With --synthetic DIR: synthetic pairs drawn per real pair in every epoch "
         "(0.5 = each epoch sees all real pairs plus half as many synthetic ones). 0 = real only.",
     )
+    synthetic_schedule: Literal["mixed", "pretrain"] = Field(
+        "mixed",
+        description="With --synthetic DIR: mixed = synthetic pairs in every epoch at synthetic_ratio; pretrain = "
+        "the first pretrain_share of the steps on synthetic pairs only, the rest on real pairs only (same "
+        "epoch length, plan and validations as mixed).",
+    )
+    pretrain_share: float = Field(
+        0.5, gt=0, lt=1, description="synthetic_schedule pretrain: share of the optimizer steps on synthetic pairs.",
+    )
     augmentation: AugmentationConfig = AugmentationConfig()
     num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes; 0 = in-process.")
     val_batch_size: int = Field(64, ge=1)

@@ -5,10 +5,12 @@ content leaks between train and test. Groups are binned by foreground-fraction q
 (``strata`` bins), shuffled by a seed inside each bin and dealt out in proportion to the
 fractions, so every split sees small, medium and large objects.
 
-The test split is drawn first, with its own ``test_seed``, and train/val are then dealt from
-the rest with the training ``seed``. So runs that differ only in the training seed share one
-test split, and no seed's training images are another seed's test images. A user's test list
-replaces the drawn test split.
+The test split is drawn first, with its own ``test_seed``, and train/val (and the optional
+``unlabeled`` share: labelled pairs whose masks are withheld, for semi-supervised fine-tuning)
+are then dealt from the rest with the training ``seed``. So runs that differ only in the
+training seed share one test split, no seed's training images are another seed's test images,
+and the test split does not depend on the unlabeled share. A user's test list replaces the
+drawn test split.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pandas as pd
 from ganseg.errors import DataError
 
 SPLITS = ("train", "val", "test")
+UNLABELED = "unlabeled"  # a labelled pair written without its mask
 
 
 def assign_splits(
@@ -29,7 +32,8 @@ def assign_splits(
     test_ids: set[str] | None = None,
     test_seed: int | None = None,
 ) -> pd.Series:
-    """A split name per row of ``manifest`` (needs pair_id, content_hash, foreground_fraction).
+    """A split name per row of ``manifest`` (needs pair_id, content_hash, foreground_fraction):
+    one of SPLITS, or UNLABELED when ``fractions`` gives that key a share > 0.
 
     ``test_seed`` draws the test split (None: ``seed``, so the test split moves with it).
     """
@@ -60,10 +64,14 @@ def assign_splits(
     for members in group_table.loc[in_test, "members"]:
         split.iloc[members] = "test"
 
+    # The unlabeled share is carved out of the non-test part only: the test draw above never
+    # sees it. With no share, the deal is exactly the two-way train/val deal.
     rest = group_table.loc[~in_test]
-    total = fractions["train"] + fractions["val"]
-    dealt = _deal(rest, {"train": fractions["train"] / total, "val": fractions["val"] / total},
-                  np.random.default_rng(seed))
+    shares = {"train": fractions["train"], "val": fractions["val"]}
+    if fractions.get(UNLABELED, 0) > 0:
+        shares[UNLABELED] = fractions[UNLABELED]
+    total = sum(shares.values())
+    dealt = _deal(rest, {name: share / total for name, share in shares.items()}, np.random.default_rng(seed))
     for key, name in dealt.items():
         split.iloc[rest.at[key, "members"]] = name
     return split

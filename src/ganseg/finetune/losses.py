@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganseg.gan.data import encode_masks
-from ganseg.gan.losses import GanLoss, GanObjective, Stats
+from ganseg.gan.losses import GanLoss, GanObjective, Logits, Stats
 from ganseg.training.dice import logits_to_labels
 from ganseg.training.losses import SegmentationLoss
 
@@ -73,18 +73,24 @@ class SegmentationTask:
     def fake_inputs(self, batch: LabeledBatch, generated: torch.Tensor) -> torch.Tensor:
         return pair_inputs(batch.images, soft_masks(generated.float()) * 2 - 1)
 
+    def image_channels(self, batch: LabeledBatch) -> slice:
+        return slice(0, batch.images.shape[1])
+
     def generator_loss(self, batch: LabeledBatch, generated: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         loss, stats = self.criterion(generated, batch.labels)
         return self.seg_weight * loss, {f"train/{name}": value for name, value in stats.items()}
 
 
-def confidence_map(objective: GanObjective, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def confidence_map(objective: GanObjective, logits: Logits, size: tuple[int, int]) -> torch.Tensor:
     """Discriminator logits (B, 1, h, w) -> confidence in [0, 1] per pixel, (B, H, W).
 
     A patch map is up-sampled bilinearly to ``size``, then squashed by the objective's own
-    :meth:`~ganseg.gan.losses.GanObjective.confidence` (0.5 at its decision boundary).
+    :meth:`~ganseg.gan.losses.GanObjective.confidence` (0.5 at its decision boundary). A
+    multi-scale discriminator's maps are each made so, then averaged (every scale counts equally).
     """
-    logits = logits.float()
+    if not isinstance(logits, torch.Tensor):
+        return torch.stack([confidence_map(objective, scale, size) for scale in logits]).mean(dim=0)
+    logits = logits.detach().float()  # a weight, never a path for gradients
     if tuple(logits.shape[-2:]) != tuple(size):
         logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
     return objective.confidence(logits)[:, 0]  # (B, H, W)
@@ -122,13 +128,18 @@ class SemiSupervisedLoss:
         self, unet: nn.Module, discriminator: nn.Module, images: torch.Tensor, step: int
     ) -> tuple[torch.Tensor, Stats]:
         """``images``: (B, C, H, W) float in [0, 1] without labels -> (loss, ``semi/`` stats)."""
-        task = self.gan_loss.task
+        task, unlabeled = self.gan_loss.task, LabeledBatch(images, None)
         with self.gan_loss.autocast():
-            logits = task.generate(unet, LabeledBatch(images, None))  # (B, K, H, W)
-            fake_inputs = task.fake_inputs(LabeledBatch(images, None), logits)
-            d_logits = self.gan_loss.judge(discriminator, fake_inputs, step)  # (B, 1, h, w)
+            logits = task.generate(unet, unlabeled)  # (B, K, H, W)
+            fake_inputs = task.fake_inputs(unlabeled, logits)
+            d_logits = self.gan_loss.judge(discriminator, fake_inputs, step, unlabeled)  # (B, 1, h, w)
         adversarial, _ = self.gan_loss.objective.g_loss(d_logits)
-        confidence = confidence_map(self.gan_loss.objective, d_logits.detach(), images.shape[-2:])
+        if self.gan_loss.augment is not None:
+            # Translation and cutout move D's map off the prediction's pixels: trust needs a
+            # look at the un-augmented pair.
+            with torch.no_grad(), self.gan_loss.autocast():
+                d_logits = discriminator(fake_inputs.detach())
+        confidence = confidence_map(self.gan_loss.objective, d_logits, images.shape[-2:])
         trusted = confidence > self.confidence_threshold  # (B, H, W)
         self_training = self_training_loss(logits, trusted)
         loss = self.adv_weight * adversarial + self.self_training_weight * self_training

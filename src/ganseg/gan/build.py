@@ -20,8 +20,10 @@ from ganseg.gan.dcgan import (
     DcganGenerator,
     DcganGeneratorConfig,
 )
-from ganseg.gan.losses import GanObjective, PixelLoss, build_objective
+from ganseg.gan.diffaugment import AdaptiveProbability, DiffAugment
+from ganseg.gan.losses import FeatureMatchingLoss, GanObjective, PixelLoss, build_objective
 from ganseg.gan.pix2pix import (
+    MultiScaleDiscriminator,
     PatchDiscriminator,
     PatchDiscriminatorConfig,
     UNetGenerator,
@@ -36,6 +38,7 @@ from ganseg.gan.regularisers import (
     WeightClip,
     WeightPenalty,
 )
+from ganseg.gan.spade import SpadeGenerator, SpadeGeneratorConfig
 from ganseg.gan.tasks import DcganTask, GanTask, Pix2PixTask
 from ganseg.gan.trainer import GuardSettings, LoopSettings
 
@@ -48,6 +51,7 @@ class Stabilisers:
     constraints: list[WeightClip]
     instance_noise: InstanceNoise | None
     pool: ImagePool | None
+    augment: DiffAugment | None
 
 
 def build_stabilisers(cfg: GanObjectiveConfig, total_steps: int) -> Stabilisers:
@@ -61,27 +65,39 @@ def build_stabilisers(cfg: GanObjectiveConfig, total_steps: int) -> Stabilisers:
     constraints = [WeightClip(cfg.weight_clip_limit)] if cfg.weight_clip_limit > 0 else []
     noise = InstanceNoise(cfg.instance_noise, total_steps) if cfg.instance_noise > 0 else None
     pool = ImagePool(cfg.image_pool) if cfg.image_pool > 0 else None
-    return Stabilisers(penalties, constraints, noise, pool)
+    augment = None
+    if cfg.diffaugment:
+        adaptive = None
+        if cfg.ada_target is not None:
+            adaptive = AdaptiveProbability(cfg.ada_target, cfg.ada_interval, cfg.ada_ramp_images)
+        augment = DiffAugment(cfg.diffaugment, adaptive)
+    return Stabilisers(penalties, constraints, noise, pool, augment)
 
 
 def build_gan_objective(cfg: GanObjectiveConfig) -> GanObjective:
     return build_objective(cfg.loss, cfg.label_smoothing)
 
 
+def build_feature_matching(cfg: AugmentConfig) -> FeatureMatchingLoss | None:
+    """The generator's feature-matching term of the mask-conditioned model; None when off."""
+    weight = cfg.pixel_weights[1] if cfg.mask_conditioned else 0.0
+    return FeatureMatchingLoss(weight) if weight > 0 else None
+
+
 def build_patch_discriminator(
     in_channels: int, disc: DiscriminatorConfig, objective: GanObjectiveConfig
-) -> PatchDiscriminator:
-    """The PatchGAN judging ``in_channels`` stacked inputs (mask + image, or image + mask)."""
-    return PatchDiscriminator(
-        PatchDiscriminatorConfig(
-            in_channels=in_channels,
-            base_channels=disc.base_channels,
-            layers=disc.layers,
-            norm=disc.norm,
-            spectral_norm=objective.spectral_norm,
-            minibatch_std=objective.minibatch_std,
-        )
+) -> PatchDiscriminator | MultiScaleDiscriminator:
+    """The PatchGAN judging ``in_channels`` stacked inputs (mask + image, or image + mask);
+    ``disc.scales`` > 1: that many, on the input halved per scale (a list of logit maps)."""
+    cfg = PatchDiscriminatorConfig(
+        in_channels=in_channels,
+        base_channels=disc.base_channels,
+        layers=disc.layers,
+        norm=disc.norm,
+        spectral_norm=objective.spectral_norm,
+        minibatch_std=objective.minibatch_std,
     )
+    return PatchDiscriminator(cfg) if disc.scales == 1 else MultiScaleDiscriminator(cfg, disc.scales)
 
 
 @dataclass
@@ -108,6 +124,20 @@ def build_networks(cfg: AugmentConfig, image_size: int, channels: int, num_class
         discriminator = build_patch_discriminator(mask_ch + channels, cfg.discriminator, cfg.objective)
         task: GanTask = Pix2PixTask(PixelLoss(cfg.pix2pix.lambda_l1))
         kind = "pix2pix_unet"
+    elif cfg.model == "spade":
+        g_cfg = SpadeGeneratorConfig(
+            in_channels=mask_ch,
+            out_channels=channels,
+            base_channels=cfg.spade.base_channels,
+            upsamplings=cfg.spade_upsamplings(image_size),
+            latent_dim=cfg.spade.latent_dim,
+            hidden_channels=cfg.spade.hidden_channels,
+            norm=cfg.spade.norm,
+        )
+        generator = SpadeGenerator(g_cfg)
+        discriminator = build_patch_discriminator(mask_ch + channels, cfg.discriminator, cfg.objective)
+        task = Pix2PixTask(PixelLoss(cfg.spade.lambda_l1))
+        kind = "spade"
     else:
         g_cfg = DcganGeneratorConfig(
             latent_dim=cfg.dcgan.latent_dim,
@@ -139,6 +169,8 @@ def generator_from_config(config: dict) -> nn.Module:
     args = {k: v for k, v in config.items() if k != "kind"}
     if config["kind"] == "pix2pix_unet":
         return UNetGenerator(UNetGeneratorConfig(**args))
+    if config["kind"] == "spade":
+        return SpadeGenerator(SpadeGeneratorConfig(**args))
     if config["kind"] == "dcgan":
         return DcganGenerator(DcganGeneratorConfig(**args))
     raise ValueError(f"unknown generator kind {config['kind']!r}")

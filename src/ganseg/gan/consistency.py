@@ -14,6 +14,9 @@ IGNORE pixels count in neither the loss nor the Dice.
 
 The number depends on this segmenter (how long it trained, its capacity): compare it
 between GAN settings run with the same ``augment.consistency`` block, not across blocks.
+
+The same per-pair score filters the pairs (:func:`fitting_pairs`): a pair is kept when its
+Dice reaches a fraction of the reference Dice, a threshold on the segmenter's own scale.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class ConsistencyResult:
     n_synthetic: int
     n_reference: int
     segmenter_steps: int
+    pair_dice: torch.Tensor | None = None  # (n_synthetic,) float64, the per-pair scores behind the mean
 
 
 def train_reference_segmenter(
@@ -103,9 +107,10 @@ def predict(model: nn.Module, images: torch.Tensor, num_classes: int, device: to
     return torch.cat(out).cpu()
 
 
-def mean_dice(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-              device: torch.device) -> float:
-    """The mean over images of the per-image Dice (metrics library: the evaluate stage's ``dice``).
+def pair_dice(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+              device: torch.device) -> torch.Tensor:
+    """(N,) float64: the per-image Dice (metrics library: the evaluate stage's ``dice``) of the
+    model's prediction on each image against its labels.
 
     IGNORE pixels become background in both prediction and truth: true negatives, which no
     foreground Dice counts.
@@ -113,7 +118,23 @@ def mean_dice(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_
     target = labels.long()
     counted = target != IGNORE
     pred = torch.where(counted, predict(model, images, num_classes, device), 0)
-    return float(dice_per_image(pred, torch.where(counted, target, 0), num_classes).mean())
+    return dice_per_image(pred, torch.where(counted, target, 0), num_classes).double().cpu()
+
+
+def mean_dice(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+              device: torch.device) -> float:
+    """The mean over images of :func:`pair_dice`."""
+    return float(pair_dice(model, images, labels, num_classes, device).mean())
+
+
+def fitting_pairs(scores: torch.Tensor, reference_dice: float, min_relative_dice: float) -> tuple[torch.Tensor, float]:
+    """Which pairs fit their masks: ``(keep, threshold)``, ``keep`` a (N,) bool tensor.
+
+    A pair is kept when its score is at least ``min_relative_dice x reference_dice`` (the
+    threshold returned); ``min_relative_dice`` 0 keeps every pair.
+    """
+    threshold = min_relative_dice * reference_dice
+    return scores >= threshold, threshold
 
 
 def mask_consistency(
@@ -129,10 +150,12 @@ def mask_consistency(
     reference = None
     if reference_images is not None and len(reference_images):
         reference = mean_dice(segmenter, reference_images, reference_labels, num_classes, device)
+    scores = pair_dice(segmenter, synthetic_images, synthetic_labels, num_classes, device)
     return ConsistencyResult(
-        mask_consistency_dice=mean_dice(segmenter, synthetic_images, synthetic_labels, num_classes, device),
+        mask_consistency_dice=float(scores.mean()),
         reference_dice=reference,
         n_synthetic=len(synthetic_images),
         n_reference=0 if reference_images is None else len(reference_images),
         segmenter_steps=steps,
+        pair_dice=scores,
     )

@@ -5,8 +5,10 @@ An objective turns discriminator logits into losses:
 - ``d_loss(real_logits, fake_logits) -> (loss, stats)``: the discriminator's loss;
 - ``g_loss(fake_logits) -> (loss, stats)``: the generator's adversarial loss.
 
-Logits can have any shape (one per image, or a PatchGAN grid); every loss is a mean. The
-objective never sees the inputs, so the same objects serve mask-to-image synthesis (augment)
+Logits can have any shape (one per image, or a PatchGAN grid); every loss is a mean. A
+multi-scale discriminator returns a list of maps, one per scale: every loss and stat is then
+the mean over scales of its single-map value (pix2pixHD averages its per-scale losses), so
+each scale counts equally whatever its number of patches. The objective never sees the inputs, so the same objects serve mask-to-image synthesis (augment)
 and adversarial fine-tuning of a segmenter on (image, mask) pairs (finetune). Stats are
 detached 0-d tensors (no device sync per step); names are unprefixed (``d_loss``), the loop
 adds the namespace (``gan/d_loss``).
@@ -18,6 +20,7 @@ do not (a gradient penalty weight of 10 assumes the WGAN-GP form).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,21 +28,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganseg.gan.diffaugment import AugmentedDiscriminator, DiffAugment, replayed_draws
+
 if TYPE_CHECKING:  # annotations only: tasks and regularisers import this module's Stats
     from ganseg.gan.pool import ImagePool
     from ganseg.gan.regularisers import InstanceNoise, Penalty
     from ganseg.gan.tasks import GanTask
 
 Stats = dict[str, torch.Tensor]
+Logits = torch.Tensor | list[torch.Tensor]  # a map, or one map per scale (finest first)
+
+
+def over_scales(loss_fn):
+    """Let ``d_loss`` / ``g_loss`` take a list of per-scale logit maps: the loss and every stat
+    are the means over scales of the single-map values."""
+
+    @functools.wraps(loss_fn)
+    def loss(self, *logits: Logits) -> tuple[torch.Tensor, Stats]:
+        if isinstance(logits[0], torch.Tensor):
+            return loss_fn(self, *logits)
+        per_scale = [loss_fn(self, *maps) for maps in zip(*logits, strict=True)]
+        stats = {name: torch.stack([scale[name] for _, scale in per_scale]).mean() for name in per_scale[0][1]}
+        return torch.stack([value for value, _ in per_scale]).mean(), stats
+
+    return loss
+
+
+def flat_logits(logits: Logits) -> torch.Tensor:
+    """(B, N): every logit of a map, or of all scales' maps, per sample."""
+    maps = [logits] if isinstance(logits, torch.Tensor) else logits
+    return torch.cat([scores.reshape(scores.shape[0], -1) for scores in maps], dim=1)
 
 
 class GanObjective(Protocol):
     name: str
     smoothing: bool  # whether it takes ``label_smoothing`` (it has targets to smooth)
 
-    def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]: ...
+    def d_loss(self, real_logits: Logits, fake_logits: Logits) -> tuple[torch.Tensor, Stats]: ...
 
-    def g_loss(self, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]: ...
+    def g_loss(self, fake_logits: Logits) -> tuple[torch.Tensor, Stats]: ...
 
     def confidence(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits -> [0, 1] with 0.5 at the decision boundary: how sure D is an input is real."""
@@ -76,6 +103,7 @@ class NonSaturatingLoss:
     def __init__(self, label_smoothing: float = 0.0):
         self.real_target = 1.0 - label_smoothing
 
+    @over_scales
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         real, fake = real_logits.float(), fake_logits.float()
         # BCE(x, t) = t * softplus(-x) + (1 - t) * softplus(x), stable for any logit.
@@ -84,6 +112,7 @@ class NonSaturatingLoss:
         loss = 0.5 * (loss_real + loss_fake)
         return loss, _d_stats(loss_real, loss_fake, loss, real, fake, 0.0)
 
+    @over_scales
     def g_loss(self, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         loss = F.softplus(-fake_logits.float()).mean()  # -log sigmoid(D(G(z)))
         return loss, {"g_adv": loss.detach()}
@@ -101,6 +130,7 @@ class LeastSquaresLoss:
     def __init__(self, label_smoothing: float = 0.0):
         self.real_target = 1.0 - label_smoothing
 
+    @over_scales
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         real, fake = real_logits.float(), fake_logits.float()
         loss_real = (real - self.real_target).square().mean()
@@ -108,6 +138,7 @@ class LeastSquaresLoss:
         loss = 0.5 * (loss_real + loss_fake)
         return loss, _d_stats(loss_real, loss_fake, loss, real, fake, 0.5)
 
+    @over_scales
     def g_loss(self, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         loss = 0.5 * (fake_logits.float() - 1.0).square().mean()
         return loss, {"g_adv": loss.detach()}
@@ -125,6 +156,7 @@ class HingeLoss:
     def confidence(self, logits: torch.Tensor) -> torch.Tensor:
         return ((logits + 1) / 2).clamp(0, 1)  # margins -1 and +1
 
+    @over_scales
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         real, fake = real_logits.float(), fake_logits.float()
         loss_real = F.relu(1.0 - real).mean()
@@ -132,6 +164,7 @@ class HingeLoss:
         loss = loss_real + loss_fake
         return loss, _d_stats(loss_real, loss_fake, loss, real, fake, 0.0)
 
+    @over_scales
     def g_loss(self, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         loss = -fake_logits.float().mean()
         return loss, {"g_adv": loss.detach()}
@@ -153,6 +186,7 @@ class WassersteinLoss:
     def confidence(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits)  # a critic has no absolute scale: uncalibrated
 
+    @over_scales
     def d_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         real, fake = real_logits.float(), fake_logits.float()
         loss_real, loss_fake = -real.mean(), fake.mean()
@@ -162,6 +196,7 @@ class WassersteinLoss:
         stats["d_wasserstein"] = -loss.detach()
         return loss, stats
 
+    @over_scales
     def g_loss(self, fake_logits: torch.Tensor) -> tuple[torch.Tensor, Stats]:
         loss = -fake_logits.float().mean()
         return loss, {"g_adv": loss.detach()}
@@ -210,6 +245,28 @@ class PixelLoss:
         return self.weight * l1, {"g_pixel": l1.detach()}
 
 
+class FeatureMatchingLoss:
+    """pix2pixHD's feature matching: L1 between the discriminator's intermediate features on
+    the fake and on the real stacks (the reals' features carry no gradient).
+
+    ``fake_features`` / ``real_features``: every activation of every scale, in the same order
+    (:meth:`~ganseg.gan.pix2pix.PatchDiscriminator.forward` with ``features=True``). Weighted
+    as pix2pixHD: each of a scale's ``layers + 1`` maps by ``4 / (layers + 1)``, each scale by
+    ``1 / scales``, i.e. ``weight * 4 * mean`` over the maps, so its ``lambda_feat`` of 10
+    carries over.
+    """
+
+    def __init__(self, weight: float = 10.0):
+        self.weight = weight
+
+    def __call__(self, fake_features: list[torch.Tensor], real_features: list[torch.Tensor]
+                 ) -> tuple[torch.Tensor, Stats]:
+        distances = [(fake.float() - real.detach().float()).abs().mean()
+                     for fake, real in zip(fake_features, real_features, strict=True)]
+        matching = 4 * torch.stack(distances).mean()
+        return self.weight * matching, {"g_feature_matching": matching.detach()}
+
+
 # -- objective + task + stabilisers: the terms the phases call ---------------------------------
 @dataclass
 class StepInputs:
@@ -226,8 +283,10 @@ class GanLoss:
     """Objective + task + stabilisers: the loss terms of the phases (``ganseg.training.phases``).
 
     ``d_main``, ``g_main`` and ``penalty_term(p)`` are terms ``(judge, inputs) -> (loss, stats)``.
-    Instance noise (when given) is added to every discriminator input; the image pool (when
-    given) replaces part of the fakes the discriminator trains on. The task says what the
+    DiffAugment (when given) transforms every discriminator input, penalties' included (they
+    differentiate D after the augmentation: the critic the objectives train); instance noise
+    (when given) is then added to every input but the penalties'; the image pool (when given)
+    replaces part of the un-augmented fakes the discriminator trains on. The task says what the
     generator makes and what the discriminator sees (``ganseg.gan.tasks``: mask -> image,
     noise -> pair; ``ganseg.finetune.losses.SegmentationTask``: image -> mask).
     """
@@ -242,12 +301,16 @@ class GanLoss:
         device: torch.device | None = None,
         dtype: torch.dtype = torch.float32,
         adversarial_weight: float = 1.0,
+        augment: DiffAugment | None = None,
+        feature_matching: FeatureMatchingLoss | None = None,
     ):
         self.task, self.objective = task, objective
         self.penalties = list(penalties)
         self.instance_noise, self.pool = instance_noise, pool
         self.device, self.dtype = device or torch.device("cpu"), dtype
         self.adversarial_weight = adversarial_weight
+        self.augment = augment
+        self.feature_matching = feature_matching
         self.pool_generator = torch.Generator().manual_seed(0)
 
     def autocast(self):
@@ -255,10 +318,15 @@ class GanLoss:
 
         return autocast(self.device, self.dtype)
 
-    def judge(self, discriminator: nn.Module, inputs: torch.Tensor, step: int) -> torch.Tensor:
+    def judge(self, discriminator: nn.Module, inputs: torch.Tensor, step: int, batch: Any,
+              features: bool = False):
+        """D's logits for ``inputs``, a stack the task built from ``batch``; with ``features``,
+        ``(logits, D's intermediate features)``."""
+        if self.augment is not None:
+            inputs = self.augment(inputs, self.task.image_channels(batch))
         if self.instance_noise is not None:
             inputs = self.instance_noise(inputs, step)
-        return discriminator(inputs)
+        return discriminator(inputs, features=True) if features else discriminator(inputs)
 
     def prepare(self, generator: nn.Module, batch: Any, step: int, grad: bool) -> StepInputs:
         """Run the generator once; ``grad`` keeps its graph for a G phase later this step."""
@@ -273,20 +341,40 @@ class GanLoss:
         if self.pool is not None:
             fakes = self.pool.query(fakes, self.pool_generator)
         with self.autocast():
-            real_logits = self.judge(discriminator, inputs.real_inputs, inputs.step)
-            fake_logits = self.judge(discriminator, fakes, inputs.step)
-        return self.objective.d_loss(real_logits, fake_logits)
+            real_logits = self.judge(discriminator, inputs.real_inputs, inputs.step, inputs.batch)
+            fake_logits = self.judge(discriminator, fakes, inputs.step, inputs.batch)
+        loss, stats = self.objective.d_loss(real_logits, fake_logits)
+        if self.augment is not None:  # ADA reads how sure D is of the reals it just saw
+            stats.update(self.augment.observe(self.objective.confidence(flat_logits(real_logits).detach().float())))
+        return loss, stats
 
     def g_main(self, discriminator: nn.Module, inputs: StepInputs) -> tuple[torch.Tensor, Stats]:
+        matching = self.feature_matching is not None
         with self.autocast():
-            fake_logits = self.judge(discriminator, inputs.fake_inputs, inputs.step)
+            # The real side below must see the fakes' augmentation: matching is position by position.
+            with replayed_draws(inputs.fake_inputs.device, enabled=matching and self.augment is not None):
+                judged = self.judge(discriminator, inputs.fake_inputs, inputs.step, inputs.batch, features=matching)
+            if matching:
+                fake_logits, fake_features = judged
+                with torch.no_grad():  # the real side is a target
+                    _, real_features = self.judge(discriminator, inputs.real_inputs, inputs.step, inputs.batch,
+                                                  features=True)
+            else:
+                fake_logits = judged
         adversarial, stats = self.objective.g_loss(fake_logits)
         task_loss, task_stats = self.task.generator_loss(inputs.batch, inputs.generated)
         loss = self.adversarial_weight * adversarial + task_loss
+        if matching:
+            matching_loss, matching_stats = self.feature_matching(fake_features, real_features)
+            loss = loss + matching_loss
+            stats.update(matching_stats)
         return loss, {**stats, **task_stats, "g_loss": loss.detach()}
 
     def penalty_term(self, penalty: Penalty, gain: float = 1.0):
         def term(discriminator: nn.Module, inputs: StepInputs) -> tuple[torch.Tensor, Stats]:
+            if self.augment is not None:
+                discriminator = AugmentedDiscriminator(
+                    discriminator, self.augment, self.task.image_channels(inputs.batch))
             loss, stats = penalty(discriminator, inputs.real_inputs, inputs.fake_inputs)
             return gain * loss, stats
 
@@ -294,9 +382,12 @@ class GanLoss:
 
     def state_dict(self) -> dict:
         return {"pool": self.pool.state_dict() if self.pool else None,
-                "pool_generator": self.pool_generator.get_state()}
+                "pool_generator": self.pool_generator.get_state(),
+                "augment": self.augment.state_dict() if self.augment else None}
 
     def load_state_dict(self, state: dict) -> None:
         if self.pool is not None and state.get("pool") is not None:
             self.pool.load_state_dict(state["pool"])
         self.pool_generator.set_state(state["pool_generator"])
+        if self.augment is not None and state.get("augment") is not None:
+            self.augment.load_state_dict(state["augment"])

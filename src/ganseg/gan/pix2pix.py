@@ -168,8 +168,49 @@ class PatchDiscriminator(nn.Module):
         if cfg.spectral_norm:
             apply_spectral_norm(self)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, features: bool = False):
+        """Logits; with ``features``, ``(logits, [every LeakyReLU's output])`` for feature matching
+        (``layers + 1`` maps, as pix2pixHD's intermediate outputs)."""
         assert_shape(inputs, (None, self.cfg.in_channels, None, None), "PatchDiscriminator input")
-        x = self.features(inputs)  # (B, w, H / 2**layers, W / 2**layers)
+        taps: list[torch.Tensor] = []
+        x = _tapped(self.features, inputs, taps)  # (B, w, H / 2**layers, W / 2**layers)
         x = self.minibatch_std(x)  # (B, w [+1], ...)
-        return self.head(x)  # (B, 1, H / 2**layers - 2, W / 2**layers - 2)
+        logits = _tapped(self.head, x, taps)  # (B, 1, H / 2**layers - 2, W / 2**layers - 2)
+        return (logits, taps) if features else logits
+
+
+def _tapped(layers: nn.Sequential, x: torch.Tensor, taps: list[torch.Tensor]) -> torch.Tensor:
+    """Run ``layers``, appending each activation's output to ``taps``."""
+    for layer in layers:
+        x = layer(x)
+        if isinstance(layer, nn.LeakyReLU):
+            taps.append(x)
+    return x
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """pix2pixHD's multi-scale discriminator: ``scales`` PatchGANs of one config, scale ``s``
+    judging the input average-pooled ``s`` times by 2 (3x3 stride 2, as pix2pixHD).
+
+    Returns a list of logit maps, finest first; the objectives (``ganseg.gan.losses``) average
+    their losses over the list, so every scale counts equally whatever its number of patches.
+    With ``features``, ``(logits list, features of every scale, finest first)``.
+    """
+
+    def __init__(self, cfg: PatchDiscriminatorConfig, scales: int):
+        super().__init__()
+        self.cfg = cfg
+        self.scales = nn.ModuleList(PatchDiscriminator(cfg) for _ in range(scales))
+        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, inputs: torch.Tensor, features: bool = False):
+        logits: list[torch.Tensor] = []
+        taps: list[torch.Tensor] = []
+        x = inputs
+        for index, scale in enumerate(self.scales):
+            if index:
+                x = self.downsample(x)  # (B, in, ceil(h / 2), ceil(w / 2))
+            scale_logits, scale_taps = scale(x, features=True)
+            logits.append(scale_logits)
+            taps.extend(scale_taps)
+        return (logits, taps) if features else logits

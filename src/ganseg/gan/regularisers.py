@@ -45,9 +45,12 @@ def per_sample_score(discriminator: nn.Module, inputs: torch.Tensor) -> torch.Te
 
     Objectives average a PatchGAN's grid of logits, so that mean is the function whose input
     gradient a penalty must constrain; the raw sum would scale the norm by the patch count.
+    A multi-scale discriminator's list of maps gives the mean over scales of each map's mean,
+    as the objectives weight them.
     """
     scores = discriminator(inputs)
-    return scores.reshape(scores.shape[0], -1).mean(dim=1)
+    maps = [scores] if isinstance(scores, torch.Tensor) else scores
+    return torch.stack([grid.reshape(grid.shape[0], -1).mean(dim=1) for grid in maps]).mean(dim=0)
 
 
 class GradientPenalty:

@@ -1,7 +1,8 @@
 """Make labelled pairs with a trained generator, deterministically from the seed.
 
-- pix2pix: each new mask comes from the :class:`MaskSampler` (sample ``i`` depends only on
-  ``(seed, i)``), and the generator, in eval mode (no dropout), paints its image.
+- pix2pix, spade: each new mask comes from the :class:`MaskSampler` (sample ``i`` depends only
+  on ``(seed, i)``), and the generator, in eval mode (no dropout), paints its image; SPADE's
+  noise for sample ``i`` is drawn from a generator seeded by ``(seed, i)`` too.
 - dcgan: sample ``i`` decodes noise drawn from a generator seeded by ``(seed, i)``; its mask
   is the thresholded (binary) or arg-max (multi-class) mask channels.
 
@@ -37,25 +38,34 @@ class SyntheticPair:
 def paint_masks(
     generator: nn.Module, labels: torch.Tensor, num_classes: int, device: torch.device,
     dtype: torch.dtype = torch.float32, memory_format=torch.contiguous_format,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(B, H, W) labels -> (B, C, H, W) uint8 images from a pix2pix generator."""
+    """(B, H, W) labels [, (B, Z) noise for SPADE] -> (B, C, H, W) uint8 images from a
+    mask-conditioned generator."""
     masks = encode_masks(labels.to(device), num_classes).contiguous(memory_format=memory_format)
     with autocast(device, dtype):
-        return images_to_uint8(generator(masks)).cpu()
+        images = generator(masks) if noise is None else generator(masks, noise.to(device))
+        return images_to_uint8(images).cpu()
 
 
 def pix2pix_pairs(
     generator: nn.Module, sampler: MaskSampler, count: int, num_classes: int,
     device: torch.device, dtype: torch.dtype = torch.float32, batch_size: int = 32,
     memory_format=torch.contiguous_format, label: str | None = "synthesis (pix2pix)",
+    latent_dim: int = 0, seed: int = 0,
 ) -> Iterator[SyntheticPair]:
-    """``count`` pairs, painted ``batch_size`` at a time; ``label``: progress name, None = silent."""
+    """``count`` pairs, painted ``batch_size`` at a time; ``label``: progress name, None = silent.
+
+    ``latent_dim`` > 0 (spade): the generator takes noise, row ``i`` from ``(seed, i)``.
+    """
     generator.eval()
     with _pair_progress(count, label) as progress:
         for start in range(0, count, batch_size):
-            sampled = [sampler.sample(i) for i in range(start, min(start + batch_size, count))]
+            indices = range(start, min(start + batch_size, count))
+            sampled = [sampler.sample(i) for i in indices]
             labels = torch.from_numpy(np.stack([s.labels for s in sampled]))
-            images = paint_masks(generator, labels, num_classes, device, dtype, memory_format).numpy()
+            noise = noise_for(indices, latent_dim, seed) if latent_dim else None
+            images = paint_masks(generator, labels, num_classes, device, dtype, memory_format, noise).numpy()
             for offset, item in enumerate(sampled):
                 yield SyntheticPair(start + offset, images[offset], item.labels, item.source_index,
                                     item.donor_index, item.transform)

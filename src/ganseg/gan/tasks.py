@@ -5,6 +5,8 @@ A task is the only part of GAN training that knows the meaning of the tensors. I
 - ``generate(generator, batch)``: the generator's output for this batch;
 - ``real_inputs(batch)`` / ``fake_inputs(batch, generated)``: the stacks the discriminator
   judges as real and as fake;
+- ``image_channels(batch)``: which channels of those stacks are image channels (colour
+  augmentation of D's inputs, ``ganseg.gan.diffaugment``, must leave mask channels alone);
 - ``generator_loss(batch, generated) -> (loss, stats)``: the non-adversarial part of the
   generator's loss (pix2pix's L1; a segmentation loss for adversarial fine-tuning).
 
@@ -29,6 +31,8 @@ class GanTask(Protocol):
 
     def fake_inputs(self, batch: Batch, generated: torch.Tensor) -> torch.Tensor: ...
 
+    def image_channels(self, batch: Batch) -> slice: ...
+
     def generator_loss(self, batch: Batch, generated: torch.Tensor) -> tuple[torch.Tensor, Stats]: ...
 
 
@@ -46,6 +50,9 @@ class Pix2PixTask:
 
     def fake_inputs(self, batch, generated):
         return torch.cat([batch.masks, generated], dim=1)
+
+    def image_channels(self, batch):
+        return slice(batch.masks.shape[1], None)
 
     def generator_loss(self, batch, generated):
         return self.pixel_loss(generated, batch.images, batch.valid)  # L1 off IGNORE pixels
@@ -66,6 +73,9 @@ class DcganTask:
 
     def fake_inputs(self, batch, generated):
         return generated
+
+    def image_channels(self, batch):
+        return slice(0, batch.images.shape[1])
 
     def generator_loss(self, batch, generated):
         return generated.new_zeros(()), {}

@@ -15,6 +15,13 @@ Real + synthetic mix (``synthetic_ratio`` r): every epoch draws all real pairs o
 round(r x real) synthetic pairs, shuffled together. The synthetic draw walks a fresh
 permutation of the synthetic pool each epoch (wrapping into further permutations when the pool
 is smaller than the draw), so no synthetic pair repeats before the pool is used up.
+
+Pretrain schedule (:meth:`EpochSampler.pretrain`): the same epoch length, but every sample of a
+batch before the switch step is synthetic and every later one real. Each kind walks its own
+endless chain of permutations across epochs (synthetic pair k of the run is the k-th item of
+that chain), so the synthetic phase visits the whole pool before any pair repeats. The batch of
+each sample follows from its position (the DataLoader batches the sampler's order in turn), so
+the order is still a function of ``(seed, epoch)`` and the schedule alone.
 """
 
 from __future__ import annotations
@@ -162,12 +169,27 @@ class EpochSampler(Sampler[SeededIndex]):
         self.world_size = world_size
         self.shuffle = shuffle
         self.epoch = 0
+        self.until_step: int | None = None  # pretrain: batches of steps 1..until_step are synthetic
+        self.batch_size = 1
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def pretrain(self, until_step: int, batch_size: int) -> None:
+        """Schedule "pretrain": the batches of steps ``1..until_step`` (1-based, counted from the
+        run's first batch) draw synthetic pairs only, every later batch real pairs only.
+
+        ``batch_size``: the DataLoader's (per process), which maps a sample to its step. The
+        epoch length (``len``) stays that of the mix, so the run's plan does not change.
+        """
+        if not self.num_synthetic:
+            raise ValueError("the pretrain schedule needs synthetic pairs")
+        self.until_step, self.batch_size = until_step, batch_size
+
     def epoch_order(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The global ``(indices, seeds)`` of one epoch, before sharding."""
+        if self.until_step is not None:
+            return self._pretrain_order(epoch)
         generator = torch.Generator().manual_seed(hash_seed(self.seed, epoch))
         chosen = [torch.arange(self.num_real)]
         if self.synthetic_per_epoch:
@@ -179,6 +201,35 @@ class EpochSampler(Sampler[SeededIndex]):
             indices = indices[torch.randperm(len(indices), generator=generator)]
         seeds = torch.randint(0, 2**62, (len(indices),), generator=generator)
         return indices, seeds
+
+    def _pretrain_order(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # Rank r's q-th sample is global position q * world_size + r, in batch q // batch_size:
+        # the positions before the switch are a prefix of the epoch, and of the whole run. The
+        # order is made at the sharded length (a multiple of world_size), so no sample is padded
+        # in from the other phase.
+        total = len(self) * self.world_size
+        per_epoch = -(-len(self) // self.batch_size)  # batches per epoch (drop_last off)
+
+        def synthetic_positions(e: int) -> int:
+            return min(max(self.until_step - e * per_epoch, 0) * self.batch_size * self.world_size, total)
+
+        switch_epoch = self.until_step // per_epoch
+        synthetic_before = min(epoch * total, switch_epoch * total + synthetic_positions(switch_epoch))
+        synthetic_now = synthetic_positions(epoch)
+        synthetic = self.num_real + self._walk(self.num_synthetic, synthetic_before, synthetic_now, stream=1)
+        real = self._walk(self.num_real, epoch * total - synthetic_before, total - synthetic_now, stream=2)
+        generator = torch.Generator().manual_seed(hash_seed(self.seed, epoch))
+        return torch.cat([synthetic, real]), torch.randint(0, 2**62, (total,), generator=generator)
+
+    def _walk(self, size: int, start: int, count: int, stream: int) -> torch.Tensor:
+        """Items ``start .. start + count`` of an endless chain of permutations of ``range(size)``."""
+        if count == 0:
+            return torch.empty(0, dtype=torch.long)
+        first, last = start // size, (start + count - 1) // size
+        chain = torch.cat([torch.randperm(size, generator=torch.Generator().manual_seed(hash_seed(self.seed, stream, r)))
+                           for r in range(first, last + 1)])
+        offset = start - first * size
+        return chain[offset : offset + count]
 
     def _shard(self) -> tuple[torch.Tensor, torch.Tensor]:
         indices, seeds = self.epoch_order(self.epoch)
