@@ -45,8 +45,8 @@ def test_global_threshold_cannot_solve_it():
         pair = generate_pair(cfg, 64, 42, index)
         otsu.append(_dice(pair.image > _otsu(pair.image), pair.mask))
         oracle.append(max(_dice(pair.image > t, pair.mask) for t in range(0, 256, 4)))
-    assert 0.5 < np.mean(otsu) < 0.78
-    assert np.mean(oracle) < 0.86  # the ceiling of any per-image global threshold
+    assert 0.5 < np.mean(otsu) < 0.68  # measured 0.58
+    assert np.mean(oracle) < 0.78  # the ceiling of any per-image global threshold; measured 0.71
 
 
 def test_some_nuclei_touch():

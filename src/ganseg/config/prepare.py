@@ -21,9 +21,9 @@ class SyntheticSourceConfig(StrictModel):
     touching_fraction: float = Field(0.3, ge=0, le=1, description="Share of nuclei placed against another.")
     debris_max: int = Field(4, ge=0, description="Unlabelled bright specks per image, at most.")
     illumination: float = Field(0.45, ge=0, le=1, description="Strength of the uneven background.")
-    contrast_min: float = Field(0.25, gt=0, le=1, description="Dimmest nucleus over background.")
-    blur_sigma: float = Field(1.0, ge=0, description="Optical blur, pixels at 64 px side.")
-    noise_std: float = Field(0.06, ge=0, le=1, description="Sensor noise, fraction of full scale.")
+    contrast_min: float = Field(0.15, gt=0, le=1, description="Dimmest nucleus over background.")
+    blur_sigma: float = Field(1.4, ge=0, description="Optical blur, pixels at 64 px side.")
+    noise_std: float = Field(0.09, ge=0, le=1, description="Sensor noise, fraction of full scale.")
     seed: int | None = Field(
         0, description="Seed of the generated data set, independent of common.seed so that runs of "
         "several seeds see the same images; null = common.seed."
