@@ -311,8 +311,7 @@ class SampleGrids:
         count = min(cfg.grid_samples, len(train))
         self.real, self.labels = fixed_patches(train.images[:count], train.masks[:count], cfg.patch_size,
                                                cfg.foreground_share, common.seed)
-        latent_dim = cfg.spade.latent_dim if cfg.model == "spade" else cfg.dcgan.latent_dim
-        self.noise = noise_for(range(cfg.grid_samples), latent_dim, common.seed + 7919)
+        self.noise = noise_for(range(cfg.grid_samples), cfg.latent_dim, common.seed + 7919)
 
     def __call__(self, step: int, generator: torch.nn.Module) -> None:
         generator.eval()
@@ -349,7 +348,7 @@ def register_generator(tracker, generator, models: Path, cfg: AugmentConfig, com
     if cfg.mask_conditioned:
         example = -np.ones((1, mask_channels(common.num_classes), size, size), dtype=np.float32)
     else:
-        example = np.zeros((1, cfg.dcgan.latent_dim), dtype=np.float32)
+        example = np.zeros((1, cfg.latent_dim), dtype=np.float32)
     cpu_model = copy.deepcopy(generator).to("cpu", memory_format=torch.contiguous_format).eval()
     with torch.no_grad(), torch.random.fork_rng(devices=[]):  # SPADE draws its noise: leave the RNG as it was
         output = cpu_model(torch.from_numpy(example)).numpy()
@@ -369,11 +368,10 @@ def synthesise(cfg: AugmentConfig, common: CommonConfig, train, generator, devic
         settings = MaskSamplerSettings(**cfg.mask_sampler.model_dump())
         pool = mask_patches(train.masks, cfg.patch_size, cfg.foreground_share, common.seed)
         sampler = MaskSampler(pool.labels, settings, common.seed, pool.sources)
-        latent_dim = cfg.spade.latent_dim if cfg.model == "spade" else 0
         return list(pix2pix_pairs(generator, sampler, cfg.num_samples, common.num_classes, device, dtype,
                                   memory_format=memory_format, label=f"synthesis ({cfg.model})",
-                                  latent_dim=latent_dim, seed=common.seed))
-    return list(dcgan_pairs(generator, cfg.num_samples, cfg.dcgan.latent_dim, common.channels,
+                                  latent_dim=cfg.latent_dim, seed=common.seed))
+    return list(dcgan_pairs(generator, cfg.num_samples, cfg.latent_dim, common.channels,
                             common.num_classes, common.seed, device, dtype))
 
 

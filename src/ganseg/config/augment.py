@@ -298,6 +298,11 @@ class AugmentConfig(StrictModel):
         return self.model in ("pix2pix", "spade")
 
     @property
+    def latent_dim(self) -> int:
+        """Noise values per sample the generator takes: spade's and dcgan's; 0 for pix2pix."""
+        return {"spade": self.spade.latent_dim, "dcgan": self.dcgan.latent_dim}.get(self.model, 0)
+
+    @property
     def pixel_weights(self) -> tuple[float, float]:
         """(lambda_l1, feature_matching) of the mask-conditioned model in use."""
         block = self.spade if self.model == "spade" else self.pix2pix
