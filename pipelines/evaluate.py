@@ -90,7 +90,7 @@ def evaluate(
         for variant, model in loaded.items():  # a model with the same weights as an earlier one predicts alike
             twin = identical.get(variant)
             predicted[variant] = predicted[twin] if twin else predict_labels(
-                model, test.images, cfg.batch_size, cfg.threshold, names=test_files)
+                model, test.images, cfg.batch_size, cfg.threshold, names=test_files, mirror=cfg.mirror)
         scores = {variant: score_images(labels, test.masks, common.num_classes) for variant, labels in predicted.items()}
         counts = resample_counts(len(test), cfg.bootstrap.resamples, common.seed)
         comparison = compare(test.ids, scores, cfg.baseline, counts, cfg.bootstrap.confidence)
@@ -104,6 +104,7 @@ def evaluate(
             identical={variant: (twin, _kept_start(loaded[variant])) for variant, twin in identical.items()},
             seen_test_images={variant: seen_in((model.config or {}).get(RECORD_KEY), test_images)
                               for variant, model in loaded.items()},
+            mirror=cfg.mirror,
         )
         timings = {"segmentation": time.perf_counter() - started}
 
@@ -220,7 +221,8 @@ def judge_synthetic(
     if baseline_model is None:
         quality.not_computed["mask consistency"] = f"needs the '{cfg.baseline}' model (evaluate.baseline), not evaluated"
     else:
-        labels = predict_labels(baseline_model, fake.images, cfg.batch_size, cfg.threshold, names=image_files(synthetic))
+        labels = predict_labels(baseline_model, fake.images, cfg.batch_size, cfg.threshold,
+                                names=image_files(synthetic), mirror=cfg.mirror)
         dice = score_images(labels, fake.masks, common.num_classes)["dice"]
         counts = resample_counts(len(fake), cfg.bootstrap.resamples, common.seed + 1)
         evaluation.mask_consistency = {"dice": mean_interval(dice, counts, cfg.bootstrap.confidence)}
@@ -258,7 +260,7 @@ def update_registry(
             seen = seen_in((champion.config or {}).get(RECORD_KEY), test_images)
             if seen != 0:  # never scored on images it learned from (or might have)
                 return ChampionScore(seen_test_images=seen)
-            labels = predict_labels(champion, test.images, cfg.batch_size, cfg.threshold)
+            labels = predict_labels(champion, test.images, cfg.batch_size, cfg.threshold, mirror=cfg.mirror)
             champion_dice = score_images(labels, test.masks, common.num_classes)["dice"]
             difference = paired_difference(comparison.scores[best]["dice"], champion_dice, counts,
                                            cfg.bootstrap.confidence)

@@ -77,7 +77,8 @@ def predict(
         for path, name in progress_iter(zip(inputs, names), len(inputs), "predict", unit="image"):
             image, _ = read_image(path, segmenter.in_channels)  # (H, W, C) uint8
             tensor = _to_tensor(image)
-            probs = segment_image(segmenter, tensor, tile, cfg.overlap, cfg.scale, cfg.batch_size, name=str(path))
+            probs = segment_image(segmenter, tensor, tile, cfg.overlap, cfg.scale, cfg.batch_size, name=str(path),
+                                  mirror=cfg.mirror)
             labels = probabilities_to_labels(probs, cfg.threshold).numpy()
             mask_file = confined(out_root, "masks", f"{name}.png")
             with io.atomic_path(mask_file) as temp:

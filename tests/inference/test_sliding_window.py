@@ -127,3 +127,29 @@ def test_too_large_for_memory_is_one_line_naming_the_image_before_any_work():
 def test_network_with_the_wrong_number_of_classes_is_refused():
     with pytest.raises(ValueError, match="expected num_classes 3"):
         segment_probabilities(_small_conv_net(), torch.rand(1, 32, 32), num_classes=3, tile=32)
+
+
+def test_mirroring_averages_the_four_flips_of_each_window():
+    """A network whose logit is its column index within the window: unflipped it gives the
+    ramp 0..T-1, left-right flipped (and flipped back) the reversed ramp; up-down flips change
+    nothing. The hand-computed answer is the mean of sigmoid(ramp) and sigmoid(reversed ramp)."""
+    def column_ramp(tiles: torch.Tensor) -> torch.Tensor:
+        columns = torch.arange(tiles.shape[-1], dtype=torch.float32) / 8
+        return columns.expand(tiles.shape[0], 1, *tiles.shape[-2:]).clone()
+
+    image = torch.rand(1, 16, 16)
+    plain = segment_probabilities(column_ramp, image, num_classes=1, tile=16)
+    mirrored = segment_probabilities(column_ramp, image, num_classes=1, tile=16, mirror=True)
+    ramp = torch.arange(16, dtype=torch.float32) / 8
+    torch.testing.assert_close(plain[0, 3], torch.sigmoid(ramp))
+    torch.testing.assert_close(mirrored[0, 3], (torch.sigmoid(ramp) + torch.sigmoid(ramp.flip(0))) / 2)
+
+
+@pytest.mark.parametrize("num_classes", [1, 3])
+def test_mirroring_leaves_a_flip_equivariant_network_unchanged(num_classes):
+    """A 1x1 convolution commutes with every flip, so the mirrored mean is the plain result."""
+    net = _pointwise_net(num_classes)
+    image = torch.rand(2, 1, 70, 45)
+    plain = segment_probabilities(net, image, num_classes=num_classes, tile=32)
+    mirrored = segment_probabilities(net, image, num_classes=num_classes, tile=32, mirror=True)
+    torch.testing.assert_close(mirrored, plain, atol=1e-5, rtol=0)

@@ -219,6 +219,27 @@ def test_untracked_run_still_writes_outputs(tmp_path, monkeypatch):
     assert "Registry not updated: registry unavailable" in (tmp_path / "reports" / "evaluation.md").read_text()
 
 
+@pytest.mark.parametrize("mirror", [True, False])
+def test_mirroring_setting_reaches_every_segmentation_and_the_report(tmp_path, monkeypatch, mirror):
+    import pipelines.evaluate as stage
+
+    monkeypatch.chdir(tmp_path)
+    tiny_project(tmp_path, synthetic=False)
+    settings = []
+    real_predict = stage.predict_labels
+
+    def recording_predict(*args, **kwargs):
+        settings.append(kwargs.get("mirror"))
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "predict_labels", recording_predict)
+    result = _evaluate(tmp_path, {**FAST, "evaluate": {**FAST["evaluate"], "mirror": mirror}})
+    assert result.exit_code == 0, result.output
+    assert settings and set(settings) == {mirror}, settings
+    report = (tmp_path / "reports" / "evaluation.md").read_text()
+    assert ("test-time mirroring" in report) is mirror
+
+
 @pytest.mark.slow
 def test_synthetic_quality_reports_fid_kid_with_n_and_is_reason(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

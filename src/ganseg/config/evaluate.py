@@ -72,6 +72,10 @@ class EvaluateConfig(StrictModel):
         32, ge=1, description="Windows per forward pass: test images of the model's patch size or smaller are one "
         "window each; a larger image is covered by overlapping windows.",
     )
+    mirror: bool = Field(
+        True, description="Test-time mirroring (nnU-Net's): average the probabilities of each window over its "
+        "four flips (none, left-right, up-down, both); 4x the forward passes.",
+    )
     bootstrap: BootstrapConfig = BootstrapConfig()
     overlays: OverlayConfig = OverlayConfig()
     synthetic_quality: SyntheticQualityConfig = SyntheticQualityConfig()

@@ -28,5 +28,9 @@ class PredictConfig(StrictModel):
         "e.g. 0.25 when training images were shrunk 4x by prepare's resize.",
     )
     threshold: float = Field(0.5, gt=0, lt=1, description="Binary: foreground when probability > threshold.")
+    mirror: bool = Field(
+        True, description="Test-time mirroring (nnU-Net's): average the probabilities of each window over its "
+        "four flips (none, left-right, up-down, both); 4x the forward passes.",
+    )
     batch_size: int = Field(16, ge=1, description="Tiles per forward pass.")
     overlays: bool = Field(True, description="Also write an overlay PNG per image.")

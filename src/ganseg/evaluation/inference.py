@@ -21,6 +21,7 @@ def predict_labels(
     threshold: float,
     overlap: float = 0.25,
     names: Sequence[str] | None = None,
+    mirror: bool = False,
 ) -> list[torch.Tensor]:
     """uint8 (C, H, W) per image, sizes differing -> uint8 labels (H, W) per image, at its size.
 
@@ -28,11 +29,11 @@ def predict_labels(
     image no larger is one window, exactly as at training time; a larger one is covered by
     overlapping windows, ``batch_size`` per forward pass. Only one group of same-size images
     has probability maps at a time; what is kept are the labels. ``names`` (the image files)
-    name an image in errors.
+    name an image in errors; ``mirror`` turns on test-time mirroring (4 flips averaged).
     """
     probabilities = segment_each(
         model.network, images, tile=model.patch_size, names=names, num_classes=model.num_classes,
-        overlap=overlap, batch_size=batch_size, device=model.device, dtype=model.dtype,
+        overlap=overlap, batch_size=batch_size, device=model.device, dtype=model.dtype, mirror=mirror,
     )
     return [probabilities_to_labels(probs, threshold) for probs in probabilities]
 
@@ -69,6 +70,7 @@ def segment_image(
     scale: float = 1.0,
     batch_size: int = 16,
     name: str = "image",
+    mirror: bool = False,
 ) -> torch.Tensor:
     """One uint8 image (C, H, W) of any size -> probabilities (K, H, W) at its own size.
 
@@ -83,7 +85,7 @@ def segment_image(
         )
     probs = segment_probabilities(
         model.network, pixels[0], num_classes=model.num_classes, tile=tile, overlap=overlap,
-        batch_size=batch_size, device=model.device, dtype=model.dtype, name=name,
+        batch_size=batch_size, device=model.device, dtype=model.dtype, name=name, mirror=mirror,
     )
     if probs.shape[-2:] != (height, width):
         probs = F.interpolate(probs[None], size=(height, width), mode="bilinear", align_corners=False)[0]

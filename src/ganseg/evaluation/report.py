@@ -33,6 +33,7 @@ class Evaluation:
     identical: dict[str, tuple[str, bool]] = field(default_factory=dict)
     # variant -> how many test images it learned from (ganseg.data.provenance); None = no record
     seen_test_images: dict[str, int | None] = field(default_factory=dict)
+    mirror: bool = False  # test-time mirroring: each window's four flips averaged
 
     def shown(self, variant: str) -> bool:
         """Whether a variant gets its own row: a twin of an earlier one is named, not repeated."""
@@ -109,7 +110,8 @@ def render_markdown(ev: Evaluation) -> str:
         (f"Test split: {n} images (`{ev.test_folder}`). Every value is the mean over test images with its "
         f"{level} studentized-bootstrap interval over test images ({ev.resamples} resamples). "
         "Dice, IoU, precision and recall: higher is better; HD95 (95th-percentile Hausdorff distance "
-        "between outlines, pixels): lower is better. Each image is segmented and scored at its own size; "
+        "between outlines, pixels): lower is better. Each image is segmented and scored at its own size"
+        f"{' (test-time mirroring: each window averaged over its four flips)' if ev.mirror else ''}; "
         "pixels outside its region of interest count in no metric. Metric definitions: docs/evaluation.md."),
         "",
         "## Segmentation on the test split",

@@ -50,6 +50,8 @@ Blend = Literal["gaussian", "constant"]
 # network: float (B, C, T, T) in [0, 1] on ``device`` -> logits (B, K, T, T): an nn.Module or any callable.
 Network = Callable[[torch.Tensor], torch.Tensor]
 GIB = 2**30
+# Test-time mirroring: the spatial flips whose predictions are averaged, each undone after.
+MIRROR_FLIPS = ((), (-1,), (-2,), (-2, -1))
 
 
 @torch.no_grad()
@@ -66,6 +68,7 @@ def segment_probabilities(
     dtype: torch.dtype = torch.float32,
     name: str = "image",
     memory_limit: int | None = None,
+    mirror: bool = False,
 ) -> torch.Tensor:
     """Probabilities at the images' own size: (C, H, W) -> (K, H, W), (N, C, H, W) -> (N, K, H, W).
 
@@ -74,7 +77,9 @@ def segment_probabilities(
     width)); ``overlap`` the fraction of a window shared with each neighbour, in [0, 1);
     ``device`` where the network runs, ``dtype`` its autocast dtype (float32 = none); ``name``
     the image (its file) in error messages; ``memory_limit`` the bytes the CPU-side maps may
-    take (None = half the available RAM). Returns float32 probabilities on the CPU.
+    take (None = half the available RAM); ``mirror`` averages each window's probabilities over
+    its four flips (none, left-right, up-down, both), nnU-Net's test-time mirroring, at 4x the
+    forward passes. Returns float32 probabilities on the CPU.
     """
     if images.ndim not in (3, 4):
         raise ValueError(f"{name}: expected (C, H, W) or (N, C, H, W), got shape {tuple(images.shape)}")
@@ -87,13 +92,20 @@ def segment_probabilities(
     pixels = _mirror_pad_to(pixels.cpu(), tile_hw)  # (N, C, H', W'), H' >= tile
     device = torch.device(device)
 
+    flips = MIRROR_FLIPS if mirror else ((),)
+
     def predict(tiles: torch.Tensor) -> torch.Tensor:  # (B, C, T, T) on device -> (B, K, T, T) float32
-        with autocast(device, dtype):
-            logits = network(tiles)
-        if logits.shape[1] != num_classes:
-            raise ValueError(f"network gave {logits.shape[1]} channels, expected num_classes {num_classes}")
-        logits = logits.float()
-        return torch.sigmoid(logits) if num_classes == 1 else torch.softmax(logits, dim=1)
+        total = None
+        for dims in flips:  # probabilities, not logits, are averaged (as nnU-Net does)
+            with autocast(device, dtype):
+                logits = network(tiles.flip(dims) if dims else tiles)
+            if logits.shape[1] != num_classes:
+                raise ValueError(f"network gave {logits.shape[1]} channels, expected num_classes {num_classes}")
+            logits = logits.float()
+            probs = torch.sigmoid(logits) if num_classes == 1 else torch.softmax(logits, dim=1)
+            probs = probs.flip(dims) if dims else probs
+            total = probs if total is None else total + probs
+        return total / len(flips)
 
     sliding_window_inference, compute_importance_map = _monai()
     weights = None  # (T, T) window weights; None = MONAI's own (constant)
