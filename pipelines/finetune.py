@@ -31,7 +31,6 @@ from typing import Annotated
 import numpy as np
 import torch
 import typer
-from torch.utils.data import DataLoader
 
 from ganseg import io
 from ganseg.config.common import CommonConfig
@@ -47,11 +46,11 @@ from ganseg.gan.build import build_gan_objective, build_stabilisers
 from ganseg.gan.data import mask_channels
 from ganseg.gan.losses import GanLoss
 from ganseg.models import build_unet
-from ganseg.models.model_file import read_model_config, read_model_file, save_unet, unet_config_from_dict
+from ganseg.models.model_file import best_epoch_saver, read_model_config, read_model_file, unet_config_from_dict
 from ganseg.runtime import seed_everything, select_device, select_precision
 from ganseg.training import distributed
 from ganseg.training.checkpoint import CheckpointManager, TrainState, config_fingerprint
-from ganseg.training.data import EpochSampler, PairDataset, build_augmentation
+from ganseg.training.data import EpochSampler, PairDataset, build_augmentation, seeded_loader
 from ganseg.training.early_stopping import EarlyStopping
 from ganseg.training.hardware import configure_backends, memory_format_for
 from ganseg.training.history import HistoryWriter
@@ -131,17 +130,10 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
         inherited=(read_model_config(paths["start"]) or {}).get(RECORD_KEY),
     )
     sampler = EpochSampler(num_real=len(labeled), seed=common.seed)
-    loader = DataLoader(
+    loader = seeded_loader(
         PairDataset(labeled.images, labeled.masks, build_augmentation(cfg.augmentation),
                     PatchPlan.for_masks(labeled.masks, patch, cfg.foreground_share, seed=common.seed)),
-        batch_size=cfg.batch_size,
-        sampler=sampler,
-        num_workers=cfg.num_workers,
-        persistent_workers=cfg.num_workers > 0,
-        pin_memory=device.type == "cuda",
-        # Its own generator: starting an epoch's iterator must not draw from the global RNG
-        # (dropout's), or a run resumed inside an epoch would not match an uninterrupted one.
-        generator=torch.Generator().manual_seed(common.seed),
+        sampler, batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=device, seed=common.seed,
     )
 
     # -- networks: the starting U-Net and a fresh discriminator ------------------------------
@@ -204,11 +196,6 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
                              dtype=dtype, batch_size=cfg.val_batch_size, tile=patch, criterion=criterion,
                              memory_format=memory_format)
 
-    def save_best(current: TrainState) -> None:
-        save_unet(manager.best_path, unet, patch, {
-            "variant": variant, "epoch": current.best_epoch, "val_dice": current.best_metric, "patch_size": patch,
-        })
-
     # -- resume, or score the starting model: the bar fine-tuning has to beat ---------------
     resolved = ctx.resolved_config()
     manager = CheckpointManager(
@@ -246,7 +233,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
         validate=validate,
         log=log,
         checkpoints=manager,
-        on_improve=save_best,
+        on_improve=best_epoch_saver(manager.best_path, unet, patch, variant),
         on_epoch_end=lambda current: history.write(current.history),
         progress=progress,
         label=label,

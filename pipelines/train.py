@@ -33,7 +33,6 @@ from typing import Annotated
 import numpy as np
 import torch
 import typer
-from torch.utils.data import DataLoader
 
 from ganseg.config.common import CommonConfig
 from ganseg.config.train import TrainConfig
@@ -42,12 +41,12 @@ from ganseg.data.patches import PatchPlan
 from ganseg.data.provenance import training_record
 from ganseg.errors import DataError
 from ganseg.models import UNetConfig, build_unet
-from ganseg.models.model_file import bare_module, read_model_file, save_unet
+from ganseg.models.model_file import bare_module, best_epoch_saver, read_model_file
 from ganseg.models.pretrained import find_pretrained, read_state_dict
 from ganseg.runtime import seed_everything, select_device, select_precision
 from ganseg.training import distributed
 from ganseg.training.checkpoint import CheckpointManager, TrainState, config_fingerprint
-from ganseg.training.data import EpochSampler, PairDataset, build_augmentation
+from ganseg.training.data import EpochSampler, PairDataset, build_augmentation, seeded_loader
 from ganseg.training.early_stopping import EarlyStopping
 from ganseg.training.hardware import configure_backends, maybe_compile, memory_format_for
 from ganseg.training.history import HistoryWriter
@@ -164,17 +163,8 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         rank=info.rank,
         world_size=info.world_size,
     )
-    loader = DataLoader(
-        PairDataset(images, masks, build_augmentation(cfg.augmentation), patches),
-        batch_size=plan.batch_size,
-        sampler=sampler,
-        num_workers=cfg.num_workers,
-        persistent_workers=cfg.num_workers > 0,
-        pin_memory=device.type == "cuda",
-        # Its own generator: starting an epoch's iterator must not draw from the global RNG
-        # (dropout's), or a run resumed inside an epoch would not match an uninterrupted one.
-        generator=torch.Generator().manual_seed(common.seed),
-    )
+    loader = seeded_loader(PairDataset(images, masks, build_augmentation(cfg.augmentation), patches), sampler,
+                           batch_size=plan.batch_size, num_workers=cfg.num_workers, device=device, seed=common.seed)
 
     # -- optimisation ------------------------------------------------------------------------
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
@@ -215,12 +205,6 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
                              dtype=dtype, batch_size=cfg.val_batch_size, tile=plan.patch_size, criterion=criterion,
                              memory_format=memory_format, dist_info=info, names=val_files)
 
-    def save_best(current: TrainState) -> None:
-        save_unet(manager.best_path, model, plan.patch_size, {
-            "variant": variant, "epoch": current.best_epoch, "val_dice": current.best_metric,
-            "patch_size": plan.patch_size,
-        })
-
     history = HistoryWriter(paths.plots)
     log = ctx.tracker.step_log()  # one MLflow batch per epoch
 
@@ -242,7 +226,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         validate=validate,
         log=log,
         checkpoints=manager if info.is_main else None,
-        on_improve=save_best,
+        on_improve=best_epoch_saver(manager.best_path, model, plan.patch_size, variant),
         on_epoch_end=lambda current: history.write(current.history),
         dist_info=info,
         progress=progress,

@@ -120,10 +120,7 @@ def build_networks(cfg: AugmentConfig, image_size: int, channels: int, num_class
             dropout=cfg.pix2pix.dropout,
             upsample=cfg.pix2pix.upsample,
         )
-        generator = UNetGenerator(g_cfg)
-        discriminator = build_patch_discriminator(mask_ch + channels, cfg.discriminator, cfg.objective)
-        task: GanTask = Pix2PixTask(PixelLoss(cfg.pix2pix.lambda_l1))
-        kind = "pix2pix_unet"
+        generator, kind = UNetGenerator(g_cfg), "pix2pix_unet"
     elif cfg.model == "spade":
         g_cfg = SpadeGeneratorConfig(
             in_channels=mask_ch,
@@ -134,10 +131,7 @@ def build_networks(cfg: AugmentConfig, image_size: int, channels: int, num_class
             hidden_channels=cfg.spade.hidden_channels,
             norm=cfg.spade.norm,
         )
-        generator = SpadeGenerator(g_cfg)
-        discriminator = build_patch_discriminator(mask_ch + channels, cfg.discriminator, cfg.objective)
-        task = Pix2PixTask(PixelLoss(cfg.spade.lambda_l1))
-        kind = "spade"
+        generator, kind = SpadeGenerator(g_cfg), "spade"
     else:
         g_cfg = DcganGeneratorConfig(
             latent_dim=cfg.dcgan.latent_dim,
@@ -147,7 +141,7 @@ def build_networks(cfg: AugmentConfig, image_size: int, channels: int, num_class
             residual_blocks=cfg.dcgan.residual_blocks,
             norm=cfg.dcgan.norm,
         )
-        generator = DcganGenerator(g_cfg)
+        generator, kind = DcganGenerator(g_cfg), "dcgan"
         discriminator = DcganDiscriminator(
             DcganDiscriminatorConfig(
                 in_channels=channels + mask_ch,
@@ -159,8 +153,12 @@ def build_networks(cfg: AugmentConfig, image_size: int, channels: int, num_class
                 minibatch_std=cfg.objective.minibatch_std,
             )
         )
-        task = DcganTask(cfg.dcgan.latent_dim)
-        kind = "dcgan"
+        task: GanTask = DcganTask(cfg.dcgan.latent_dim)
+    if kind != "dcgan":
+        # An image drawn from the mask: pix2pix's PatchGAN and task, with the L1 weight of the generator's own
+        # block (cfg.pix2pix or cfg.spade). Built after the generator: the init order fixes what a seed gives.
+        discriminator = build_patch_discriminator(mask_ch + channels, cfg.discriminator, cfg.objective)
+        task = Pix2PixTask(PixelLoss(getattr(cfg, cfg.model).lambda_l1))
     return GanNetworks(generator, discriminator, task, {"kind": kind, **vars(g_cfg)})
 
 

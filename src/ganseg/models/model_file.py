@@ -17,6 +17,7 @@ Inputs the saved network expects: float32 (B, C, H, W) = uint8 image / 255. Outp
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,14 @@ def save_unet(
 ) -> None:
     """Write the model file atomically: a kill leaves the previous file (or none), never half."""
     io.torch_save(model_file_dict(model, image_size, meta), Path(path))
+
+
+def best_epoch_saver(path: Path, model: nn.Module, patch_size: int, variant: str) -> Callable[[Any], None]:
+    """``fit``'s ``on_improve`` for train and finetune: the model file of the best epoch so far. Its
+    ``meta.patch_size`` is what finetune reads back as the patch its start model was trained at."""
+    return lambda state: save_unet(path, model, patch_size, {
+        "variant": variant, "epoch": state.best_epoch, "val_dice": state.best_metric, "patch_size": patch_size,
+    })
 
 
 def read_model_file(path: Path) -> dict[str, Any]:

@@ -33,7 +33,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ganseg.config.train import AugmentationConfig
 from ganseg.data.patches import PatchPlan, cut_pair
@@ -50,41 +50,22 @@ def build_augmentation(cfg: AugmentationConfig) -> A.Compose | None:
     rotated image shows no black corners the network would learn to ignore.
     """
     transforms: list[A.BasicTransform] = []
-    if cfg.hflip > 0:
-        transforms.append(A.HorizontalFlip(p=cfg.hflip))
-    if cfg.vflip > 0:
-        transforms.append(A.VerticalFlip(p=cfg.vflip))
-    if cfg.rotate90 > 0:
-        transforms.append(A.RandomRotate90(p=cfg.rotate90))
-    if cfg.affine.p > 0:
-        transforms.append(
-            A.Affine(
-                scale=cfg.affine.scale,
-                translate_percent=(-cfg.affine.translate, cfg.affine.translate),
-                rotate=(-cfg.affine.rotate, cfg.affine.rotate),
-                border_mode=cv2.BORDER_REFLECT_101,
-                p=cfg.affine.p,
-            )
-        )
-    if cfg.elastic.p > 0:
-        transforms.append(
-            A.ElasticTransform(
-                alpha=cfg.elastic.alpha,
-                sigma=cfg.elastic.sigma,
-                border_mode=cv2.BORDER_REFLECT_101,
-                p=cfg.elastic.p,
-            )
-        )
-    if cfg.brightness_contrast.p > 0:
-        transforms.append(
-            A.RandomBrightnessContrast(
-                brightness_limit=cfg.brightness_contrast.brightness,
-                contrast_limit=cfg.brightness_contrast.contrast,
-                p=cfg.brightness_contrast.p,
-            )
-        )
-    if cfg.noise.p > 0 and cfg.noise.std > 0:
-        transforms.append(A.GaussNoise(std_range=(0.0, cfg.noise.std), p=cfg.noise.p))
+
+    def add(transform: type[A.BasicTransform], p: float, **settings) -> None:
+        if p > 0:  # left out at 0: no transform at all is a None pipeline
+            transforms.append(transform(p=p, **settings))
+
+    add(A.HorizontalFlip, cfg.hflip)
+    add(A.VerticalFlip, cfg.vflip)
+    add(A.RandomRotate90, cfg.rotate90)
+    add(A.Affine, cfg.affine.p, scale=cfg.affine.scale, translate_percent=(-cfg.affine.translate, cfg.affine.translate),
+        rotate=(-cfg.affine.rotate, cfg.affine.rotate), border_mode=cv2.BORDER_REFLECT_101)
+    add(A.ElasticTransform, cfg.elastic.p, alpha=cfg.elastic.alpha, sigma=cfg.elastic.sigma,
+        border_mode=cv2.BORDER_REFLECT_101)
+    add(A.RandomBrightnessContrast, cfg.brightness_contrast.p, brightness_limit=cfg.brightness_contrast.brightness,
+        contrast_limit=cfg.brightness_contrast.contrast)
+    if cfg.noise.std > 0:
+        add(A.GaussNoise, cfg.noise.p, std_range=(0.0, cfg.noise.std))
     return A.Compose(transforms, seed=0) if transforms else None
 
 
@@ -246,6 +227,18 @@ class EpochSampler(Sampler[SeededIndex]):
     def __len__(self) -> int:
         total = self.num_real + self.synthetic_per_epoch
         return (total + self.world_size - 1) // self.world_size
+
+
+def seeded_loader(dataset: Dataset, sampler: EpochSampler, *, batch_size: int, num_workers: int,
+                  device: torch.device, seed: int) -> DataLoader:
+    """The segmenters' training loader: batches in the sampler's order, workers kept across epochs."""
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+        persistent_workers=num_workers > 0, pin_memory=device.type == "cuda",
+        # Its own generator: starting an epoch's iterator must not draw from the global RNG
+        # (dropout's), or a run resumed inside an epoch would not match an uninterrupted one.
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def hash_seed(*parts: int) -> int:

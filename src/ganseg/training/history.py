@@ -48,18 +48,13 @@ def plot_history(rows: Sequence[dict], path: Path, title: str = "") -> None:
 
     epochs = [row["epoch"] for row in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key in history_columns(rows):
-        if key.endswith("loss"):
-            left.plot(epochs, [row.get(key) for row in rows], label=key)
-    left.set_xlabel("epoch")
-    left.set_ylabel("loss")
-    left.legend()
-    for key in history_columns(rows):
-        if key.endswith("dice"):
-            right.plot(epochs, [row.get(key) for row in rows], label=key)
-    right.set_xlabel("epoch")
-    right.set_ylabel("Dice")
-    right.legend()
+    for axis, suffix, ylabel in ((left, "loss", "loss"), (right, "dice", "Dice")):
+        for key in history_columns(rows):
+            if key.endswith(suffix):
+                axis.plot(epochs, [row.get(key) for row in rows], label=key)
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(ylabel)
+        axis.legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
