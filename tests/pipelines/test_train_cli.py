@@ -245,9 +245,13 @@ def test_auto_plans_patch_batch_and_steps_from_the_fingerprint_and_a_measured_ra
     assert runner.invoke(app, ["prepare", "--params", str(params)]).exit_code == 0
     result = runner.invoke(app, ["train", "--params", str(params), "--variant", "real"])
     assert result.exit_code == 0, result.output
-    assert "s per network step of" in result.stderr and "plan: patch 32, batch" in result.stderr
     plan = json.loads((tmp_path / "metrics" / "train_real.json").read_text())["plan"]
-    assert plan["patch_size"] == SIDE and plan["steps"] % plan["val_interval"] == 0 and plan["steps"] > 0
+    assert "s per network step of" in result.stderr and f"plan: patch {plan['patch_size']}, batch" in result.stderr
+    # The median image side, unless the measured rate is too slow for the budget's steps (a loaded
+    # machine): then a smaller multiple of 2**depth, and the reason says so.
+    assert plan["patch_size"] == SIDE or (plan["patch_size"] < SIDE and plan["patch_size"] % 4 == 0
+                                          and "shrunk" in plan["reason/patch_size"]), plan
+    assert plan["steps"] % plan["val_interval"] == 0 and plan["steps"] > 0
     assert json.loads((tmp_path / "models" / "unet_real.json").read_text())["plan"]["steps"] == plan["steps"]
 
 
