@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +26,12 @@ from ganseg.models.model_file import UNET_MODEL_NAME, bare_module
 from ganseg.planning import DatasetFingerprint, SegmenterPlan, describe_device, plan_segmenter
 from ganseg.training.checkpoint import CheckpointManager
 from ganseg.training.history import HistoryWriter, plot_history
-from ganseg.training.speed import StepRate, measure_sample_seconds, measure_step_rate
+from ganseg.training.speed import (
+    StepRate,
+    measure_sample_seconds,
+    measure_step_rate,
+    measure_validation_seconds_per_pixel,
+)
 from ganseg.training.validation import overlay_grid, predict_logits
 
 ModelsOption = Annotated[Path, typer.Option(help="Folder for unet_<variant>.pt/.json.")]
@@ -125,17 +129,20 @@ def publish_segmenter(
 PLANNED = ("patch_size", "batch_size", "steps", "val_interval")
 PLAN_FILE = "plan.json"
 RATE_PATCH = 128  # the shape the step rate is measured at, scaled to others by pixel count
+MEASUREMENTS = 3  # step-rate measurements at most: the first shape, then the shapes it led to
 RATE_BATCH = 8
 
 
 def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criterion, make_optimizer, val: PairTensors,
-                  sample_dataset: Callable[[int], Any],
+                  sample_dataset: Callable[[int], Any], validate: Callable[[Sequence[int], int], object],
                   manager: CheckpointManager, depth: int, common, device: torch.device, dtype: torch.dtype,
                   memory_format: torch.memory_format, say, label: str) -> SegmenterPlan:
     """Patch, batch, steps and validation interval of a run: the values set in params, the
     ``auto`` ones planned (:func:`ganseg.planning.plan_segmenter`) from prepare's data
-    fingerprint, this device and a step rate measured on it. A resumed run keeps the plan its
-    checkpoint was trained with (a re-measured rate would change the step count mid-run)."""
+    fingerprint, this device and a step rate measured on it (``validate(indices, tile)``, the
+    stage's validation of those validation images, prices a validation). A resumed run keeps
+    the plan its checkpoint was trained with (a re-measured rate would change the step count
+    mid-run)."""
     explicit = {key: getattr(cfg, key) for key in PLANNED if getattr(cfg, key) != "auto"}
     saved = manager.folder / PLAN_FILE
     if cfg.resume and manager.last_path.is_file() and saved.is_file():
@@ -157,16 +164,19 @@ def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criter
         rate = measure_step_rate(model, criterion, make_optimizer, channels=common.channels,
                                  num_classes=common.num_classes, patch=patch, batch=batch, device=device, dtype=dtype,
                                  memory_format=memory_format)
-        rate = dataclasses.replace(rate, sample_seconds=measure_sample_seconds(sample_dataset(patch)))
+        rate = dataclasses.replace(
+            rate, sample_seconds=measure_sample_seconds(sample_dataset(patch)),
+            validation_seconds_per_pixel=measure_validation_seconds_per_pixel(validate, val.sizes, patch, device))
         say(f"{label}: measured {rate.step_seconds:.3f} s per network step of {batch} x {patch} px patches on "
-            f"{device}, {rate.sample_seconds * 1000:.1f} ms to cut and augment one")
+            f"{device}, {rate.sample_seconds * 1000:.1f} ms to cut and augment one, "
+            f"{rate.seconds_to_validate(val.sizes, patch):.1f} s per validation")
         return rate
 
     def plan_with(rate: StepRate | None, fixed: dict) -> SegmenterPlan:
         return plan_segmenter(
             fingerprint, budget, depth=depth, base_width=cfg.model.base_width, budget_minutes=cfg.time_budget_minutes,
             seconds_per_step=rate.seconds_per_step if rate else (lambda patch, batch: 0.0),
-            seconds_per_validation=(lambda patch, batch: rate.seconds_to_segment(covered_pixels(val.sizes, patch)))
+            seconds_per_validation=(lambda patch, batch: rate.seconds_to_validate(val.sizes, patch))
             if rate else 0.0,
             explicit=fixed, key=block,
         )
@@ -174,15 +184,20 @@ def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criter
     if "steps" in explicit:  # nothing to time: the length is set
         plan = plan_with(None, explicit)
     else:
-        # A first rate at a small shape picks patch and batch; the rate does not scale exactly with
-        # pixels (caches, the loader's costlier transforms), so the steps come from a second
-        # measurement at the chosen shape.
-        first = measure(min(RATE_PATCH, explicit.get("patch_size", RATE_PATCH)), explicit.get("batch_size", RATE_BATCH))
-        plan = plan_with(first, explicit)
-        if (plan.patch_size, plan.batch_size) != (first.patch, first.batch):
-            chosen = plan
-            plan = plan_with(measure(plan.patch_size, plan.batch_size),
-                             {**explicit, "patch_size": plan.patch_size, "batch_size": plan.batch_size})
+        # A first rate at a small shape picks patch and batch. The rate does not scale exactly with
+        # pixels (caches, per-tile overheads, the loader's costlier transforms), so the shape is
+        # measured and planned again from its own rate until the plan keeps the shape it was
+        # measured at (at most MEASUREMENTS rounds); the steps always come from the rate of the
+        # shape trained.
+        rate = measure(min(RATE_PATCH, explicit.get("patch_size", RATE_PATCH)), explicit.get("batch_size", RATE_BATCH))
+        plan = plan_with(rate, explicit)
+        for _ in range(MEASUREMENTS - 1):
+            if (plan.patch_size, plan.batch_size) == (rate.patch, rate.batch):
+                break
+            chosen, rate = plan, measure(plan.patch_size, plan.batch_size)
+            plan = plan_with(rate, explicit)
+        if (plan.patch_size, plan.batch_size) != (rate.patch, rate.batch):  # no agreement: train what was measured last
+            plan = plan_with(rate, {**explicit, "patch_size": rate.patch, "batch_size": rate.batch})
             plan = dataclasses.replace(plan, reasons={**plan.reasons, "patch_size": chosen.reasons["patch_size"],
                                                       "batch_size": chosen.reasons["batch_size"]})
     if epochs_mode:
@@ -197,18 +212,6 @@ def _epochs_plan(plan: SegmenterPlan, cfg) -> SegmenterPlan:
     return dataclasses.replace(plan, steps=None, val_interval=cfg.val_interval,
                                reasons={**plan.reasons, "steps": "null: epochs x batches per epoch",
                                         "val_interval": "set in params" if cfg.val_interval else "one epoch"})
-
-
-def covered_pixels(sizes: list[tuple[int, int]], tile: int, overlap: float = 0.25) -> int:
-    """Pixels the sliding window feeds the network to segment images of ``sizes`` with square
-    tiles of ``tile`` (each axis: ceil((L - T) / step) + 1 windows, an axis under T padded to T)."""
-    step = max(1, int(tile * (1 - overlap)))
-    windows = 0
-    for height, width in sizes:
-        rows = 1 + max(0, math.ceil((height - tile) / step))
-        cols = 1 + max(0, math.ceil((width - tile) / step))
-        windows += rows * cols
-    return windows * tile * tile
 
 
 def network_classes(config: dict[str, Any]) -> int:

@@ -138,6 +138,17 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     model = model.to(device, memory_format=memory_format)
     criterion = SegmentationLoss(cfg.loss)
 
+    val_files = [str(data / "val" / "images" / f"{pair_id}.png") for pair_id in val.ids]
+
+    def validate_images(indices, tile: int, dist_info=None) -> dict[str, float]:
+        """The validation of the run (on these validation images, at this tile): the plan times it."""
+        chosen = list(indices)
+        return evaluate_dice(model, [val.images[i] for i in chosen], [val.masks[i] for i in chosen],
+                             num_classes=common.num_classes, device=device, dtype=dtype,
+                             batch_size=cfg.val_batch_size, tile=tile, criterion=criterion,
+                             memory_format=memory_format, dist_info=dist_info,
+                             names=[val_files[i] for i in chosen])
+
     # -- the plan: patch, batch, steps; explicit params win, "auto" ones are planned --------
     resolved = ctx.resolved_config()
     fingerprint_key = config_fingerprint(resolved, variant, pairs_digest(real, val, pool), ignore=NOT_FINGERPRINTED)
@@ -146,6 +157,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         "train", cfg, data=data, model=model, criterion=criterion, val=val, manager=manager,
         sample_dataset=lambda patch: PairDataset(images, masks, build_augmentation(cfg.augmentation),
                                                  PatchPlan.for_masks(masks, patch, cfg.foreground_share)),
+        validate=validate_images,
         depth=unet_config.down_samplings, common=common, device=device, dtype=dtype, memory_format=memory_format,
         make_optimizer=lambda m: build_optimizer(m.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay),
         say=say, label=f"train[{variant}]",
@@ -198,12 +210,8 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     step = SegmentationStep(network, criterion, optimizer, device=device, dtype=dtype, scaler=scaler,
                             grad_clip=cfg.grad_clip, memory_format=memory_format)
 
-    val_files = [str(data / "val" / "images" / f"{pair_id}.png") for pair_id in val.ids]
-
     def validate() -> dict[str, float]:
-        return evaluate_dice(model, val.images, val.masks, num_classes=common.num_classes, device=device,
-                             dtype=dtype, batch_size=cfg.val_batch_size, tile=plan.patch_size, criterion=criterion,
-                             memory_format=memory_format, dist_info=info, names=val_files)
+        return validate_images(range(len(val)), plan.patch_size, info)
 
     history = HistoryWriter(paths.plots)
     log = ctx.tracker.step_log()  # one MLflow batch per epoch
