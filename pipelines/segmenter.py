@@ -24,6 +24,7 @@ from ganseg.data.provenance import RECORD_KEY, TRAINED_ON_TAG
 from ganseg.inference import segment_each
 from ganseg.models.model_file import UNET_MODEL_NAME, bare_module
 from ganseg.planning import DatasetFingerprint, SegmenterPlan, describe_device, plan_segmenter
+from ganseg.training import distributed
 from ganseg.training.checkpoint import CheckpointManager
 from ganseg.training.history import HistoryWriter, plot_history
 from ganseg.training.speed import (
@@ -202,6 +203,9 @@ def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criter
                                                       "batch_size": chosen.reasons["batch_size"]})
     if epochs_mode:
         plan = _epochs_plan(plan, cfg)
+    # Each process measured its own rates; all of them train rank 0's plan, or their step counts
+    # (and the collective calls of the loop) could differ.
+    plan = distributed.gather_objects(plan)[0]
     say(f"{label}: {plan.describe()}")
     io.write_json(saved, {"fingerprint": manager.fingerprint, "plan": plan.as_dict()})
     return plan
