@@ -33,7 +33,7 @@ from ganseg.training.speed import (
     measure_step_rate,
     measure_validation_seconds_per_pixel,
 )
-from ganseg.training.validation import overlay_grid, predict_logits
+from ganseg.training.validation import overlay_grid, predict_logits, subset_pixel_share, validation_subset
 
 ModelsOption = Annotated[Path, typer.Option(help="Folder for unet_<variant>.pt/.json.")]
 MetricsOption = Annotated[Path | None, typer.Option(help="Default: metrics/<run>.json.")]
@@ -155,8 +155,10 @@ def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criter
     epochs_mode = cfg.steps is None  # steps null: epochs of the loader, validated once per epoch
     if epochs_mode:
         explicit.update(steps=1, val_interval=1)  # placeholders: only patch and batch are planned
+    set_share = None if cfg.val_share == "auto" else cfg.val_share
     if set(PLANNED) <= set(explicit):
-        plan = SegmenterPlan(**explicit, expected_minutes=0.0, reasons=dict.fromkeys(PLANNED, "set in params"))
+        plan = SegmenterPlan(**explicit, expected_minutes=0.0, val_share=set_share or 1.0,
+                             reasons=dict.fromkeys(PLANNED, "set in params"))
         return _epochs_plan(plan, cfg) if epochs_mode else plan
     fingerprint = DatasetFingerprint.read(Path(data) / FINGERPRINT)
     budget = describe_device(device)
@@ -179,7 +181,8 @@ def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criter
             seconds_per_step=rate.seconds_per_step if rate else (lambda patch, batch: 0.0),
             seconds_per_validation=(lambda patch, batch: rate.seconds_to_validate(val.sizes, patch))
             if rate else 0.0,
-            explicit=fixed, key=block,
+            explicit=fixed, key=block, val_share=set_share,
+            min_val_share=subset_pixel_share(val.sizes, validation_subset(val.sizes, 0.0, common.seed)),
         )
 
     if "steps" in explicit:  # nothing to time: the length is set

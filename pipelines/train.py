@@ -53,7 +53,7 @@ from ganseg.training.history import HistoryWriter
 from ganseg.training.loop import SegmentationStep, fit, plan_steps, resume
 from ganseg.training.losses import SegmentationLoss
 from ganseg.training.optim import build_optimizer, build_scheduler
-from ganseg.training.validation import evaluate_dice
+from ganseg.training.validation import evaluate_dice, subset_pixel_share, validation_subset
 from pipelines import segmenter
 from pipelines.stage import DebugOption, ParamsOption, ProgressOption, run_stage
 
@@ -210,8 +210,15 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     step = SegmentationStep(network, criterion, optimizer, device=device, dtype=dtype, scaler=scaler,
                             grad_clip=cfg.grad_clip, memory_format=memory_format)
 
+    # Validation during training scores the plan's share of the validation pixels (a fixed
+    # subset; all of them unless the whole split is too slow for the budget).
+    val_subset = validation_subset(val.sizes, plan.val_share, common.seed)
+    if len(val_subset) < len(val):
+        say(f"train[{variant}]: each validation scores {len(val_subset)} of the {len(val)} validation images "
+            f"({subset_pixel_share(val.sizes, val_subset):.0%} of their pixels, a fixed seeded subset)")
+
     def validate() -> dict[str, float]:
-        return validate_images(range(len(val)), plan.patch_size, info)
+        return validate_images(val_subset, plan.patch_size, info)
 
     history = HistoryWriter(paths.plots)
     log = ctx.tracker.step_log()  # one MLflow batch per epoch
@@ -261,7 +268,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         "epochs_run": state.epoch,
         "plan": plan.as_params(),
         "stopped_early": state.stopped_early,
-        "data": {"real_pairs": len(real), "val_pairs": len(val),
+        "data": {"real_pairs": len(real), "val_pairs": len(val), "val_pairs_scored": len(val_subset),
                  "synthetic_pool": len(pool) if mixed else 0,
                  "synthetic_per_epoch": sampler.synthetic_per_epoch,
                  "synthetic_schedule": cfg.synthetic_schedule if mixed else None,

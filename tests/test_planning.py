@@ -185,7 +185,7 @@ def test_plan_patch_is_a_multiple_of_two_to_the_depth_and_within_the_cpu_cap():
         result = plan(made_up(sizes=((520, 696),) * 30), depth=depth)
         assert result.patch_size % 2**depth == 0
         assert result.patch_size <= CPU_MAX_PATCH
-        assert set(result.reasons) == {"patch_size", "batch_size", "steps", "val_interval"}
+        assert set(result.reasons) == {"patch_size", "batch_size", "steps", "val_interval", "val_share"}
         assert result.steps % result.val_interval == 0
 
 
@@ -276,5 +276,28 @@ def test_plan_is_deterministic_and_serialisable():
     params = first.as_params()
     assert params["patch_size"] == first.patch_size and params["steps"] == first.steps
     assert all(isinstance(value, (int, float, str)) for value in params.values())
-    assert "patch" in first.describe() and first.describe().count("\n") == 4
+    assert "patch" in first.describe() and first.describe().count("\n") == 5
     json.dumps(dataclasses.asdict(first))
+
+
+# --------------------------------------------------------------------------- validation share
+
+
+def test_plan_scores_a_share_of_a_slow_validation_split_to_keep_ten_validations():
+    # 46 s for the whole split (DSB 10%: 100 images) in 15 min: whole, only 3 validations fit 20%.
+    whole = plan(validation=46.0, min_val_share=1.0)
+    assert whole.val_share == 1.0 and whole.steps // whole.val_interval == 3  # 180 s // 46 s
+    shared = plan(validation=46.0, min_val_share=0.1)
+    assert shared.val_share == pytest.approx(0.2 * 900 / (10 * 46.0))
+    assert shared.steps // shared.val_interval == 10
+    assert 10 * shared.val_share * 46.0 <= 0.2 * 900 + 1e-9
+    assert "seeded subset" in shared.reasons["val_share"] and "of the validation pixels" in shared.describe()
+    assert shared.as_params()["val_share"] == round(shared.val_share, 4)
+
+
+def test_plan_validation_share_keeps_its_floor_an_explicit_value_and_the_whole_of_a_fast_split():
+    assert plan(validation=46.0, min_val_share=0.6).val_share == 0.6
+    assert plan(validation=46.0, min_val_share=0.1, val_share=0.5).val_share == 0.5
+    assert plan(validation=12.0, min_val_share=0.1).val_share == 1.0  # 10 x 12 s fit 20% of 15 min
+    # steps set in params: the user chose the validations; they score everything
+    assert plan(validation=46.0, min_val_share=0.1, explicit={"steps": 500}).val_share == 1.0

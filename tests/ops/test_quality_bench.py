@@ -57,11 +57,13 @@ def test_first_reaching_and_native_resize():
 
 @pytest.mark.slow
 def test_smoke_run_writes_both_curves(dsb_root, tmp_path):
-    result = quality_bench.main(["--smoke", "--data", str(dsb_root), "--out", str(tmp_path)])
+    result = quality_bench.main(["--smoke", "--short-minutes", "0.75", "--data", str(dsb_root), "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "quality_bench.json").read_text())
     assert saved["verdict"] in ("PASS", "FAIL")
     curves = saved["curves"]
     assert len(curves["baseline (milesial recipe)"]) >= 2 and len(curves["ganseg (train stage)"]) >= 1
+    short = curves["ganseg (train stage, 0.75 min budget)"]  # a second, shorter planned run
+    assert all(p["t"] <= 45 for p in short) and any(p["snapshot"] != "step 0" for p in short)
     assert all(0.0 <= p["dice"] <= 1.0 for curve in curves.values() for p in curve)
     assert all(p["t"] <= 60 for curve in curves.values() for p in curve)
     assert result["test_images"] == saved["test_images"] > 0

@@ -97,7 +97,7 @@ def test_real_variant_writes_model_metrics_plots_reports_and_registers(tmp_path,
 
     metrics = json.loads(Path("metrics/train_real.json").read_text())
     assert 0.0 <= metrics["val"]["dice"] <= 1.0 and metrics["epochs_run"] == 2
-    assert metrics["data"] == {"real_pairs": 16, "val_pairs": 6, "synthetic_pool": 0, "synthetic_per_epoch": 0,
+    assert metrics["data"] == {"real_pairs": 16, "val_pairs": 6, "val_pairs_scored": 6, "synthetic_pool": 0, "synthetic_per_epoch": 0,
                                "synthetic_schedule": None, "pretrain_until_step": None}
     assert metrics["best_epoch"] == saved["meta"]["epoch"]
     assert metrics["val"]["dice"] == pytest.approx(saved["meta"]["val_dice"], abs=1e-6)

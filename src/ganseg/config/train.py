@@ -6,7 +6,7 @@ See docs/training.md for what each knob does and how the defaults were chosen.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -104,6 +104,12 @@ class TrainConfig(StrictModel):
         "auto",
         description="Steps between validations (best model, early stopping, LR schedule, checkpoint); "
         "auto = planned with the steps; null = one epoch.",
+    )
+    val_share: Annotated[float, Field(gt=0, le=1)] | Auto = Field(
+        "auto",
+        description="Share of the validation pixels each validation during training scores (a fixed seeded "
+        "subset of the validation images, at least 10); auto = all, unless the whole split leaves fewer than 10 "
+        "validations in 20% of time_budget_minutes (then as much as fits). evaluate always scores every test image.",
     )
     time_budget_minutes: float = Field(
         2.0, gt=0, le=100_000, description="With steps auto: the training time to plan for, validations included.",

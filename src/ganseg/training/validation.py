@@ -20,6 +20,28 @@ from ganseg.models.model_file import bare_module
 from ganseg.runtime import autocast
 from ganseg.training.distributed import DistInfo, all_reduce_sum
 
+MIN_VALIDATION_IMAGES = 10  # a subset smaller than this ranks checkpoints on too few images
+
+
+def validation_subset(sizes: Sequence[tuple[int, int]], share: float, seed: int) -> list[int]:
+    """Indices (sorted) of the validation images a validation during training scores: the
+    images in a seeded random order, taken until they hold ``share`` of the pixels (the count
+    whose pixels come nearest), at least :data:`MIN_VALIDATION_IMAGES` (or all). Fixed for a
+    run, so every validation ranks the checkpoints on the same images."""
+    order = np.random.default_rng(seed).permutation(len(sizes))
+    pixels = np.cumsum([sizes[i][0] * sizes[i][1] for i in order], dtype=np.float64)
+    if share >= 1 or not len(order):
+        return list(range(len(sizes)))
+    wanted = share * pixels[-1]
+    count = int(np.argmin(np.abs(pixels - wanted))) + 1
+    count = min(len(order), max(count, MIN_VALIDATION_IMAGES))
+    return sorted(int(i) for i in order[:count])
+
+
+def subset_pixel_share(sizes: Sequence[tuple[int, int]], indices: Sequence[int]) -> float:
+    total = sum(h * w for h, w in sizes)
+    return sum(sizes[i][0] * sizes[i][1] for i in indices) / total if total else 1.0
+
 
 @torch.no_grad()
 def predict_logits(
