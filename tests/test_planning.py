@@ -290,6 +290,10 @@ def test_plan_scores_a_share_of_a_slow_validation_split_to_keep_ten_validations(
     shared = plan(validation=46.0, min_val_share=0.1)
     assert shared.val_share == pytest.approx(0.2 * 900 / (10 * 46.0))
     assert shared.steps // shared.val_interval == 10
+    # a share planned for exactly 10 validations must not round down to 9 (seen at 14 min)
+    for validation in (40.01, 46.2, 56.13):
+        tight = plan(budget=14.0, validation=validation, min_val_share=0.1)
+        assert tight.steps // tight.val_interval == 10
     assert 10 * shared.val_share * 46.0 <= 0.2 * 900 + 1e-9
     assert "seeded subset" in shared.reasons["val_share"] and "of the validation pixels" in shared.describe()
     assert shared.as_params()["val_share"] == round(shared.val_share, 4)

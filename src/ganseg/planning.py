@@ -405,7 +405,8 @@ def _schedule(
         )
     if budget_s < step_s + val_s:
         return None
-    most = int(MAX_VALIDATION_SHARE * budget_s // val_s) if val_s > 0 else MAX_VALIDATIONS
+    # (a hair of slack: a validation share planned to fit exactly 10 must not round to 9)
+    most = int(MAX_VALIDATION_SHARE * budget_s / val_s + 1e-9) if val_s > 0 else MAX_VALIDATIONS
     validations = min(MAX_VALIDATIONS, max(1, most), int(budget_s // (step_s + val_s)))
     interval = int((budget_s - validations * val_s) / step_s) // validations
     steps = interval * validations
