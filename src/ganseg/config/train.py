@@ -106,10 +106,8 @@ class TrainConfig(StrictModel):
         "auto = planned with the steps; null = one epoch.",
     )
     val_share: Annotated[float, Field(gt=0, le=1)] | Auto = Field(
-        "auto",
-        description="Share of the validation pixels each validation during training scores (a fixed seeded "
-        "subset of the validation images, at least 10); auto = all, unless the whole split leaves fewer than 10 "
-        "validations in 20% of time_budget_minutes (then as much as fits). evaluate always scores every test image.",
+        "auto", description="Share of the validation pixels each validation scores (a fixed seeded subset, >= 10 "
+        "images); auto = all unless that leaves < 10 validations in 20% of the budget (docs/training.md).",
     )
     time_budget_minutes: float = Field(
         2.0, gt=0, le=100_000, description="With steps auto: the training time to plan for, validations included.",
