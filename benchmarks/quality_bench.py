@@ -39,7 +39,9 @@ scored the same way on the same test images at their native resolution.
 - the figure: the baseline's final Dice (its last snapshot, curve images) = the bar; the time
   each method's curve first reaches it (a snapshot at or above it; so an upper bound, at the
   snapshots' spacing; ganseg: the earliest over its runs); ratio = ganseg / baseline. Target
-  (issue 16): ratio <= 0.3.
+  (issue 16): ratio <= 0.3. When the baseline ends below its own untrained start, that
+  definition has it reach its final Dice at step 0; the same figure over the trained snapshots
+  only (step 0 left out) is printed beside it, and the verdict stays the literal one.
   Also printed: the share of the baseline's time spent in its validation rounds, and the ratio
   against the baseline's clock without them (conservative: the baseline looks faster).
 
@@ -302,6 +304,17 @@ def first_reaching(curve: list[Scored], bar: float) -> float | None:
     return next((point.t for point in curve if point.dice >= bar - 1e-12), None)
 
 
+def time_to_bar_trained(curves: dict[str, list[Scored]], bar: float) -> dict[str, float | None]:
+    """First time at or above ``bar`` over snapshots after step 0: the baseline's curve, and the
+    earliest over ganseg's curves (its runs)."""
+    def first(curve: list[Scored]) -> float | None:
+        return first_reaching([p for p in curve if p.extra.get("step", 1) != 0], bar)
+
+    ganseg = [t for name, curve in curves.items() if name.startswith("ganseg") for t in [first(curve)] if t is not None]
+    baseline = [first(curve) for name, curve in curves.items() if name.startswith("baseline")]
+    return {"baseline": baseline[0] if baseline else None, "ganseg": min(ganseg) if ganseg else None}
+
+
 def print_curves(curves: dict[str, list[Scored]]) -> None:
     for name, curve in curves.items():
         print(f"\n{name}: test Dice vs wall time ({len(curve)} snapshots)")
@@ -434,7 +447,7 @@ def main(argv: list[str] | None = None) -> dict:
     for minutes, run in short_runs.items():
         curves[f"ganseg (train stage, {minutes:g} min budget)"] = [
             Scored(snap["t"], score_ganseg(ganseg_network(snap["state_dict"], snap["config"]), snap["tile"],
-                                           curve_images), f"step {snap['step']}")
+                                           curve_images), f"step {snap['step']}", {"step": snap["step"]})
             for snap in ganseg_snapshots(run) if snap["t"] <= minutes * 60]
     print_curves(curves)
 
@@ -446,6 +459,13 @@ def main(argv: list[str] | None = None) -> dict:
     t_ganseg = min(reached) if reached else None
     ratio = (t_ganseg / t_baseline) if t_ganseg is not None and t_baseline else math.inf
     ratio_full = (t_ganseg_full / t_baseline) if t_ganseg_full is not None and t_baseline else math.inf
+    # When the baseline ends below its untrained start, "first reaches its final Dice" is its
+    # step-0 snapshot: the figure then says nothing about training. Beside it (never instead of
+    # it), the same figure over the trained snapshots only.
+    untrained = baseline_curve[0].dice if baseline_curve and baseline_curve[0].extra.get("step") == 0 else None
+    trained_times = time_to_bar_trained(curves, bar)
+    ratio_trained = (trained_times["ganseg"] / trained_times["baseline"]
+                     if None not in trained_times.values() else math.inf)
     validation_share = baseline_run["validation_s"] / max(baseline_run["elapsed_s"], 1e-9)
     # The baseline's clock without its validation rounds, at the moment it first reached the bar.
     history = pd.read_csv(baseline_out / "history.csv") if (baseline_out / "history.csv").is_file() else None
@@ -474,6 +494,11 @@ def main(argv: list[str] | None = None) -> dict:
           f"(at the first snapshot at or above it; ganseg's {args.minutes:g}-min run alone: {_seconds(t_ganseg_full)})")
     print(f"ratio ganseg / baseline: {ratio:.3f}  -> {verdict} (target <= {TARGET_RATIO}); "
           f"the {args.minutes:g}-min run alone: {ratio_full:.3f}")
+    if untrained is not None and untrained >= bar:
+        print(f"note: the baseline's final Dice {bar:.4f} is below its untrained start ({untrained:.4f}), so it "
+              "'first reached' it at step 0")
+    print(f"trained snapshots only (step 0 left out): baseline {_seconds(trained_times['baseline'])}, ganseg "
+          f"{_seconds(trained_times['ganseg'])}, ratio {ratio_trained:.3f}")
     print(f"baseline spent {100 * validation_share:.0f}% of its time in validation rounds; against its clock "
           f"without them: ratio {ratio_train_only:.3f}")
     print("whole test split: " + ", ".join(f"{k} {v:.4f}" for k, v in finals.items() if v is not None))
@@ -485,6 +510,9 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio": ratio if math.isfinite(ratio) else None,
         "ratio_vs_baseline_without_validation": ratio_train_only if math.isfinite(ratio_train_only) else None,
         "ratio_full_budget_run_only": ratio_full if math.isfinite(ratio_full) else None,
+        "ratio_trained_snapshots_only": ratio_trained if math.isfinite(ratio_trained) else None,
+        "time_to_bar_trained_snapshots_s": trained_times,
+        "baseline_untrained_dice": untrained,
         "short_budgets_minutes": list(short_runs),
         "baseline_final_dice_curve_images": bar,
         "time_to_bar_s": {"baseline": t_baseline, "ganseg": t_ganseg, "ganseg_full_budget_run": t_ganseg_full,

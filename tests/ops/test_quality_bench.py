@@ -55,6 +55,19 @@ def test_first_reaching_and_native_resize():
     assert labels[0, 0] == 1 and labels[0, 3] == 0
 
 
+def test_time_to_bar_over_trained_snapshots_leaves_step_zero_out_and_takes_ganseg_s_earliest_run():
+    # The baseline ends (0.12) below its untrained start (0.24): literally it "reached" its final at step 0.
+    baseline = [Scored(2, 0.24, extra={"step": 0}), Scored(80, 0.11, extra={"step": 65}),
+                Scored(160, 0.58, extra={"step": 130}), Scored(860, 0.12, extra={"step": 689})]
+    curves = {"baseline (milesial recipe)": baseline,
+              "ganseg (train stage)": [Scored(15, 0.0, extra={"step": 0}), Scored(100, 0.73, extra={"step": 244})],
+              "ganseg (train stage, 1.5 min budget)": [Scored(17, 0.0, extra={"step": 0}),
+                                                       Scored(43, 0.56, extra={"step": 130})]}
+    assert first_reaching(baseline, 0.12) == 2
+    assert quality_bench.time_to_bar_trained(curves, 0.12) == {"baseline": 160, "ganseg": 43}
+    assert quality_bench.time_to_bar_trained(curves, 0.95) == {"baseline": None, "ganseg": None}
+
+
 @pytest.mark.slow
 def test_smoke_run_writes_both_curves(dsb_root, tmp_path):
     result = quality_bench.main(["--smoke", "--short-minutes", "0.75", "--data", str(dsb_root), "--out", str(tmp_path)])
