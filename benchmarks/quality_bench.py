@@ -304,15 +304,19 @@ def first_reaching(curve: list[Scored], bar: float) -> float | None:
     return next((point.t for point in curve if point.dice >= bar - 1e-12), None)
 
 
-def time_to_bar_trained(curves: dict[str, list[Scored]], bar: float) -> dict[str, float | None]:
-    """First time at or above ``bar`` over snapshots after step 0: the baseline's curve, and the
-    earliest over ganseg's curves (its runs)."""
+def time_to_bar(curves: dict[str, list[Scored]], bar: float, trained_only: bool = False) -> dict[str, float | None]:
+    """First time at or above ``bar``: on the baseline's curve, and the earliest over ganseg's
+    curves (its runs); ``trained_only`` leaves the step-0 snapshots out."""
     def first(curve: list[Scored]) -> float | None:
-        return first_reaching([p for p in curve if p.extra.get("step", 1) != 0], bar)
+        return first_reaching([p for p in curve if not trained_only or p.extra.get("step", 1) != 0], bar)
 
     ganseg = [t for name, curve in curves.items() if name.startswith("ganseg") for t in [first(curve)] if t is not None]
     baseline = [first(curve) for name, curve in curves.items() if name.startswith("baseline")]
     return {"baseline": baseline[0] if baseline else None, "ganseg": min(ganseg) if ganseg else None}
+
+
+def time_to_bar_trained(curves: dict[str, list[Scored]], bar: float) -> dict[str, float | None]:
+    return time_to_bar(curves, bar, trained_only=True)
 
 
 def print_curves(curves: dict[str, list[Scored]]) -> None:
@@ -452,11 +456,8 @@ def main(argv: list[str] | None = None) -> dict:
     print_curves(curves)
 
     bar = baseline_curve[-1].dice
-    t_baseline = first_reaching(baseline_curve, bar)
+    t_baseline, t_ganseg = time_to_bar(curves, bar).values()
     t_ganseg_full = first_reaching(ganseg_curve, bar)
-    reached = [t for name, curve in curves.items() if name.startswith("ganseg")
-               for t in [first_reaching(curve, bar)] if t is not None]
-    t_ganseg = min(reached) if reached else None
     ratio = (t_ganseg / t_baseline) if t_ganseg is not None and t_baseline else math.inf
     ratio_full = (t_ganseg_full / t_baseline) if t_ganseg_full is not None and t_baseline else math.inf
     # When the baseline ends below its untrained start, "first reaches its final Dice" is its

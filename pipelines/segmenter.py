@@ -175,14 +175,16 @@ def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criter
             f"{rate.seconds_to_validate(val.sizes, patch):.1f} s per validation")
         return rate
 
+    # The pixel share of the smallest validation subset the stage would score (its 10 images).
+    smallest_share = subset_pixel_share(val.sizes, validation_subset(val.sizes, 0.0, common.seed))
+
     def plan_with(rate: StepRate | None, fixed: dict) -> SegmenterPlan:
         return plan_segmenter(
             fingerprint, budget, depth=depth, base_width=cfg.model.base_width, budget_minutes=cfg.time_budget_minutes,
             seconds_per_step=rate.seconds_per_step if rate else (lambda patch, batch: 0.0),
             seconds_per_validation=(lambda patch, batch: rate.seconds_to_validate(val.sizes, patch))
             if rate else 0.0,
-            explicit=fixed, key=block, val_share=set_share,
-            min_val_share=subset_pixel_share(val.sizes, validation_subset(val.sizes, 0.0, common.seed)),
+            explicit=fixed, key=block, val_share=set_share, min_val_share=smallest_share,
         )
 
     if "steps" in explicit:  # nothing to time: the length is set

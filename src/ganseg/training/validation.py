@@ -28,10 +28,10 @@ def validation_subset(sizes: Sequence[tuple[int, int]], share: float, seed: int)
     images in a seeded random order, taken until they hold ``share`` of the pixels (the count
     whose pixels come nearest), at least :data:`MIN_VALIDATION_IMAGES` (or all). Fixed for a
     run, so every validation ranks the checkpoints on the same images."""
+    if share >= 1 or not sizes:
+        return list(range(len(sizes)))
     order = np.random.default_rng(seed).permutation(len(sizes))
     pixels = np.cumsum([sizes[i][0] * sizes[i][1] for i in order], dtype=np.float64)
-    if share >= 1 or not len(order):
-        return list(range(len(sizes)))
     wanted = share * pixels[-1]
     count = int(np.argmin(np.abs(pixels - wanted))) + 1
     count = min(len(order), max(count, MIN_VALIDATION_IMAGES))
