@@ -113,11 +113,15 @@ def _kill_once(repo: Path, env: dict, log: Path, stage: str, kind: str, fraction
         process = _stage_process(watched)
         time.sleep(0.01)
     time.sleep(fraction * duration)
-    try:
-        hit = process_alive(process)
-        (process if kind == "stage" else watched).send_signal(signal.SIGKILL)
-    except psutil.NoSuchProcess:  # it ended between the check and the kill: nothing was hit
-        hit = False
+    # Kill only while the stage runs. Once it has ended, DVC writes dvc.lock in place
+    # (`open(path, "w+")` in DVC 3.67), and a kill then can truncate the lock: a DVC limit
+    # this test does not measure (docs/reliability.md says how to recover). A miss is retried.
+    hit = process_alive(process)
+    if hit:
+        try:
+            (process if kind == "stage" else watched).send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:  # it ended between the check and the kill: nothing was hit
+            hit = False
     started.wait(timeout=120)
     # With its dvc parent dead the stage must stop on its own (SIGTERM from its watch).
     stopped_after = time.monotonic()
