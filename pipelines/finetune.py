@@ -162,7 +162,7 @@ def _finetune(ctx, common: CommonConfig, cfg: FinetuneConfig, variant: str, path
     )
     g_optimizer = build_optimizer(unet.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
     d_optimizer = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas_d))
-    scheduler = build_scheduler(g_optimizer, cfg.scheduler, plan.validations, cfg.plateau.patience,
+    scheduler = build_scheduler(g_optimizer, cfg.scheduler, plan.steps, cfg.plateau.patience,
                                 cfg.plateau.factor)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     early_stopping = EarlyStopping(cfg.early_stopping.patience, cfg.early_stopping.min_delta)

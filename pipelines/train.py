@@ -181,9 +181,9 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
     # -- optimisation ------------------------------------------------------------------------
     optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
     # The length in steps and the validation interval: the plan's step budget, or epochs of the
-    # loader when steps is null. Schedules count validations.
+    # loader when steps is null.
     schedule = plan_steps(len(loader), cfg.epochs, plan.steps, plan.val_interval, "train")
-    scheduler = build_scheduler(optimizer, cfg.scheduler, schedule.validations, cfg.plateau.patience,
+    scheduler = build_scheduler(optimizer, cfg.scheduler, schedule.steps, cfg.plateau.patience,
                                 cfg.plateau.factor)
     # The schedule decides only which pairs each batch draws: the epoch length, the plan and the
     # validations are those of the mix.

@@ -115,7 +115,7 @@ def test_plateau_scheduler_is_stepped_with_the_metric(kind):
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     from ganseg.training.optim import build_scheduler
 
-    scheduler = build_scheduler(optimizer, kind, epochs=10, plateau_patience=0, plateau_factor=0.5)
+    scheduler = build_scheduler(optimizer, kind, steps=10, plateau_patience=0, plateau_factor=0.5)
     state = TrainState(modules={"m": model}, optimizers={"m": optimizer}, schedulers={"m": scheduler})
     fit(state, epochs=3, loader=[(torch.zeros(1, 1, 2, 2),)], train_step=lambda batch, step: {"train/loss": 0.0},
         validate=lambda: {"val/dice": 0.5}, progress=False)
@@ -140,3 +140,19 @@ def test_a_run_resumed_inside_an_epoch_matches_the_uninterrupted_one(tmp_path):
     assert found.checkpoint["state"]["step"] == 4
     resumed = _run(1, tmp_path, resume_from=found.checkpoint, steps=10, interval=4)[1]
     assert _comparable(resumed) == _comparable(straight)  # the data stream continues mid-epoch
+
+
+def test_cosine_is_annealed_step_by_step_not_once_per_validation():
+    """10 steps validated every 5: at the first validation the lr is the cosine at step 5 of 10
+    (half-way between lr and lr/100), not still the full lr held over the interval."""
+    from ganseg.training.optim import build_scheduler
+
+    model = torch.nn.Conv2d(1, 1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    state = TrainState(modules={"m": model}, optimizers={"m": optimizer},
+                       schedulers={"m": build_scheduler(optimizer, "cosine", steps=10)})
+    history = fit(state, epochs=1, loader=[(torch.zeros(1, 1, 2, 2),)] * 5, steps=10, interval=5,
+                  train_step=lambda batch, step: {"train/loss": 0.0}, validate=lambda: {"val/dice": 0.5},
+                  progress=False)
+    lrs = [row["train/lr"] for row in history]
+    assert lrs == pytest.approx([0.01 + 0.99 * 0.5, 0.01])

@@ -122,7 +122,7 @@ class TrainConfig(StrictModel):
     lr: float = Field(3e-3, gt=0, le=10)
     weight_decay: float = Field(1e-4, ge=0)
     scheduler: Literal["cosine", "plateau", "none"] = Field(
-        "cosine", description="cosine: anneal to lr/100 over the epochs; plateau: drop on stalled val Dice."
+        "cosine", description="cosine: anneal to lr/100 over the steps; plateau: drop on stalled val Dice."
     )
     plateau: PlateauConfig = PlateauConfig()
     grad_clip: float | None = Field(1.0, gt=0, description="Max global grad norm; null = no clipping.")

@@ -283,8 +283,9 @@ def fit(
     ``loader``) for ``steps`` steps (default: ``epochs`` passes), or to an early stop:
     :func:`run_steps` with validation as the interval hook. ``train_step(batch, step)``.
 
-    With a step budget an "epoch" of the history, of early stopping's patience and of the LR
-    schedule is one validation interval; ``train/steps`` in each row counts optimizer steps.
+    With a step budget an "epoch" of the history, of early stopping's patience and of the
+    plateau schedule is one validation interval; ``train/steps`` in each row counts optimizer
+    steps. Every other schedule (cosine) is stepped after each optimizer step.
     """
     info = dist_info or DistInfo()
     per_epoch = len(loader)
@@ -318,8 +319,6 @@ def fit(
         for scheduler in current.schedulers.values():
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(value)
-            else:
-                scheduler.step()
         if current.early_stopping is not None and current.early_stopping.update(value):
             current.stopped_early = True
         durations.append(timing.seconds)
@@ -330,9 +329,16 @@ def fit(
         line = _epoch_line(label, row, validations, state, eta, monitor)
         return line if interval == per_epoch else line.replace(" | ", f" (step {state.step}/{steps}) | ", 1)
 
+    def step_and_schedule(batch, step: int) -> Stats:
+        stats = train_step(batch, step)
+        for scheduler in state.schedulers.values():
+            if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step()
+        return stats
+
     return run_steps(
         state, steps=steps, interval=interval, batches=batches,
-        step_fn=train_step,
+        step_fn=step_and_schedule,
         at_interval=at_interval, describe=describe, checkpoints=checkpoints, on_row=on_epoch_end, log=log,
         dist_info=info, progress=progress, label=label, unit="batch",
     )

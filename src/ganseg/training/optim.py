@@ -27,18 +27,19 @@ def build_optimizer(
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     kind: str,
-    epochs: int,
+    steps: int,
     plateau_patience: int = 4,
     plateau_factor: float = 0.5,
 ):
-    """Stepped once per epoch by the loop; ``plateau`` is stepped with the monitored metric.
-
-    cosine: anneal from lr to lr/100 over ``epochs``. plateau: multiply by ``factor`` after
-    ``patience`` epochs without improvement of a maximised metric. none: None.
+    """cosine: anneal from lr to lr/100 over ``steps`` optimizer steps, stepped after each one
+    (a schedule stepped per validation holds the lr flat for a whole interval: with 3
+    validations a run spends its first third at full lr). plateau: multiply by ``factor`` after
+    ``patience`` validations without improvement of a maximised metric, stepped with the
+    metric at each validation. none: None. :func:`ganseg.training.loop.fit` does the stepping.
     """
     if kind == "cosine":
         base = optimizer.param_groups[0]["lr"]
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=base / 100)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1), eta_min=base / 100)
     if kind == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=plateau_factor, patience=plateau_patience
