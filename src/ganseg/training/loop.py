@@ -294,6 +294,8 @@ def fit(
     validations = math.ceil(steps / interval)
     sampler = getattr(loader, "sampler", None)
     durations: list[float] = []
+    # Plateau needs the metric, so at_interval steps it; every other schedule follows the steps.
+    per_step = [s for s in state.schedulers.values() if not isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau)]
 
     def batches(start: int) -> Iterator:
         skip = start % per_epoch  # a resume inside an epoch: the same order, from where it stopped
@@ -317,7 +319,7 @@ def fit(
             if on_improve is not None and info.is_main:
                 on_improve(current)
         for scheduler in current.schedulers.values():
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if scheduler not in per_step:
                 scheduler.step(value)
         if current.early_stopping is not None and current.early_stopping.update(value):
             current.stopped_early = True
@@ -331,9 +333,8 @@ def fit(
 
     def step_and_schedule(batch, step: int) -> Stats:
         stats = train_step(batch, step)
-        for scheduler in state.schedulers.values():
-            if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step()
+        for scheduler in per_step:
+            scheduler.step()
         return stats
 
     return run_steps(
