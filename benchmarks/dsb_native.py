@@ -3,10 +3,12 @@ and a given time budget (issue 16's targets), through the real stages.
 
     .venv/bin/python benchmarks/dsb_native.py --train 0.10 --val 0.15 --minutes 15 --out /tmp/dsb10
     .venv/bin/python benchmarks/dsb_native.py --train 0.80 --val 0.05 --minutes 15 --out /tmp/dsb80
+    .venv/bin/python benchmarks/dsb_native.py --train 0.80 --val 0.05 --minutes 50 \
+        --set train.patch_size=144 --out /tmp/dsb80long
 
 Runs ``prepare`` (params.yaml + the DSB folder, native sizes, the split), ``train --variant
 real`` with ``train.time_budget_minutes`` = ``--minutes`` (everything else planned: patch,
-batch, steps, validations) and ``evaluate`` on the test split (studentized bootstrap interval
+batch, steps, validations, unless ``--set`` fixes it) and ``evaluate`` on the test split (studentized bootstrap interval
 over test images; synthetic-image quality and the registry off). The test split is drawn first
 with ``prepare.split.test_seed``, so runs with different label shares of one test fraction
 share their test images. Prints the wall time of each stage and the test Dice with its
@@ -41,7 +43,21 @@ def params_for(args: argparse.Namespace) -> dict:
         "evaluate": {"variants": ["real"], "baseline": "real", "synthetic_quality": {"enabled": False},
                      "registry": {"enabled": False}},
     }
+    for setting in args.set:
+        overrides = _deep_merge(overrides, parse_setting(setting))
     return _deep_merge(load_yaml(REPO / "params.yaml"), overrides)
+
+
+def parse_setting(setting: str) -> dict:
+    """``train.patch_size=144`` -> ``{"train": {"patch_size": 144}}`` (the value read as YAML),
+    as ``dvc exp run -S`` writes it."""
+    key, sep, value = setting.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--set {setting!r}: expected KEY=VALUE, e.g. train.patch_size=144")
+    nested: dict = yaml.safe_load(value)
+    for part in reversed(key.split(".")):
+        nested = {part: nested}
+    return nested
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -49,6 +65,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train", type=float, default=0.10, help="share of images labelled for training")
     parser.add_argument("--val", type=float, default=0.15, help="share for validation; the rest is test")
     parser.add_argument("--minutes", type=float, default=15.0, help="train.time_budget_minutes")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params.yaml override applied last, e.g. train.patch_size=144 (repeatable)")
     parser.add_argument("--data", type=Path, default=DSB)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -67,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{stage}: {times[stage]:.0f} s", flush=True)
     evaluation = json.loads((work / "metrics" / "evaluate.json").read_text())
     trained = json.loads((work / "metrics" / "train_real.json").read_text())
-    result = {"split": {"train": args.train, "val": args.val}, "minutes": args.minutes, "times_s": times,
+    result = {"split": {"train": args.train, "val": args.val}, "minutes": args.minutes, "set": args.set,
+              "times_s": times,
               "plan": trained.get("plan"), "train": trained.get("run"), "data": trained.get("data"),
               "evaluate": evaluation}
     (work / "dsb_native.json").write_text(json.dumps(result, indent=2))

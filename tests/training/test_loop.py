@@ -15,6 +15,7 @@ from ganseg.training.data import EpochSampler, PairDataset, build_augmentation
 from ganseg.training.early_stopping import EarlyStopping
 from ganseg.training.loop import SegmentationStep, fit, resume
 from ganseg.training.losses import SegmentationLoss
+from ganseg.training.optim import build_scheduler
 from ganseg.training.validation import evaluate_dice
 
 CPU = torch.device("cpu")
@@ -30,13 +31,18 @@ def _data(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return noise + masks.unsqueeze(1) * 120, masks
 
 
+# The longest run below (8 epochs of 6 batches); one length for every run, so that a run killed
+# early and resumed anneals exactly as the straight one does.
+SCHEDULE_STEPS = 48
+
+
 def _run(epochs: int, tmp_path, *, checkpoint: CheckpointManager | None = None, resume_from=None,
          patience: int = 0, min_delta: float = 0.0, dropout: float = 0.2, batch_norm: bool = True,
          steps: int | None = None, interval: int | None = None):
     torch.manual_seed(0)
     model = build_unet(UNetConfig(depth=2, base_width=4, dropout=dropout, batch_norm=batch_norm))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=6)
+    scheduler = build_scheduler(optimizer, "cosine", steps=SCHEDULE_STEPS)
     criterion = SegmentationLoss()
     state = TrainState(modules={"unet": model}, optimizers={"unet": optimizer},
                        schedulers={"unet": scheduler}, early_stopping=EarlyStopping(patience, min_delta))
@@ -113,7 +119,6 @@ def test_early_stopping_ends_the_run(tmp_path):
 def test_plateau_scheduler_is_stepped_with_the_metric(kind):
     model = torch.nn.Conv2d(1, 1, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
-    from ganseg.training.optim import build_scheduler
 
     scheduler = build_scheduler(optimizer, kind, steps=10, plateau_patience=0, plateau_factor=0.5)
     state = TrainState(modules={"m": model}, optimizers={"m": optimizer}, schedulers={"m": scheduler})
@@ -145,7 +150,6 @@ def test_a_run_resumed_inside_an_epoch_matches_the_uninterrupted_one(tmp_path):
 def test_cosine_is_annealed_step_by_step_not_once_per_validation():
     """10 steps validated every 5: at the first validation the lr is the cosine at step 5 of 10
     (half-way between lr and lr/100), not still the full lr held over the interval."""
-    from ganseg.training.optim import build_scheduler
 
     model = torch.nn.Conv2d(1, 1, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
