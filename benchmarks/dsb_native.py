@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
+from benchmarks.gan_help import nested
 from benchmarks.quality_bench import DSB, PYTHON, run_checked
 from ganseg.config.base import _deep_merge, load_yaml
 
@@ -43,21 +44,7 @@ def params_for(args: argparse.Namespace) -> dict:
         "evaluate": {"variants": ["real"], "baseline": "real", "synthetic_quality": {"enabled": False},
                      "registry": {"enabled": False}},
     }
-    for setting in args.set:
-        overrides = _deep_merge(overrides, parse_setting(setting))
-    return _deep_merge(load_yaml(REPO / "params.yaml"), overrides)
-
-
-def parse_setting(setting: str) -> dict:
-    """``train.patch_size=144`` -> ``{"train": {"patch_size": 144}}`` (the value read as YAML),
-    as ``dvc exp run -S`` writes it."""
-    key, sep, value = setting.partition("=")
-    if not sep or not key:
-        raise SystemExit(f"--set {setting!r}: expected KEY=VALUE, e.g. train.patch_size=144")
-    nested: dict = yaml.safe_load(value)
-    for part in reversed(key.split(".")):
-        nested = {part: nested}
-    return nested
+    return _deep_merge(load_yaml(REPO / "params.yaml"), _deep_merge(overrides, nested(args.set)))
 
 
 def main(argv: list[str] | None = None) -> dict:
