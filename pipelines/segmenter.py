@@ -21,6 +21,7 @@ from PIL import Image
 from ganseg import io
 from ganseg.data.pairs import FINGERPRINT, PairTensors
 from ganseg.data.provenance import RECORD_KEY, TRAINED_ON_TAG
+from ganseg.errors import DataError
 from ganseg.inference import segment_each
 from ganseg.models.model_file import UNET_MODEL_NAME, bare_module
 from ganseg.planning import DatasetFingerprint, SegmenterPlan, describe_device, plan_segmenter
@@ -134,16 +135,32 @@ MEASUREMENTS = 3  # step-rate measurements at most: the first shape, then the sh
 RATE_BATCH = 8
 
 
+def read_plan_of(path: Path) -> SegmenterPlan:
+    """The plan another run trained (its metrics file, ``metrics/train_real.json``), so that a
+    variant compared with it trains the same patch, batch, steps and validations: two plans
+    measured one after the other differ by the step probe's noise (1350 against 1650 steps on
+    the default data), and the comparison would then mix data with training length."""
+    try:
+        record = json.loads(Path(path).read_text())
+        return SegmenterPlan.from_params(record["plan"])
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file (--plan-of: the metrics file of the run whose plan to train)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a train metrics file with a 'plan' (--plan-of): {exc!r}") from None
+
+
 def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criterion, make_optimizer, val: PairTensors,
                   sample_dataset: Callable[[int], Any], validate: Callable[[Sequence[int], int], object],
                   manager: CheckpointManager, depth: int, common, device: torch.device, dtype: torch.dtype,
-                  memory_format: torch.memory_format, say, label: str) -> SegmenterPlan:
+                  memory_format: torch.memory_format, say, label: str,
+                  inherited: tuple[Path, SegmenterPlan] | None = None) -> SegmenterPlan:
     """Patch, batch, steps and validation interval of a run: the values set in params, the
     ``auto`` ones planned (:func:`ganseg.planning.plan_segmenter`) from prepare's data
     fingerprint, this device and a step rate measured on it (``validate(indices, tile)``, the
-    stage's validation of those validation images, prices a validation). A resumed run keeps
-    the plan its checkpoint was trained with (a re-measured rate would change the step count
-    mid-run)."""
+    stage's validation of those validation images, prices a validation). ``inherited`` (the
+    file and the plan of :func:`read_plan_of`) is trained as it is, nothing measured. A
+    resumed run keeps the plan its checkpoint was trained with (a re-measured rate would
+    change the step count mid-run)."""
     explicit = {key: getattr(cfg, key) for key in PLANNED if getattr(cfg, key) != "auto"}
     saved = manager.folder / PLAN_FILE
     if cfg.resume and manager.last_path.is_file() and saved.is_file():
@@ -152,6 +169,13 @@ def training_plan(block: str, cfg, *, data: Path, model: torch.nn.Module, criter
             plan = SegmenterPlan(**record["plan"])
             say(f"{label}: the plan of the checkpoint being resumed\n{plan.describe()}")
             return plan
+    if inherited is not None:
+        source, plan = inherited
+        plan = dataclasses.replace(plan, reasons={key: f"as in {source} (--plan-of): {line}"
+                                                  for key, line in plan.reasons.items()})
+        say(f"{label}: the plan of {source}, trained as it is (--plan-of)\n{plan.describe()}")
+        io.write_json(saved, {"fingerprint": manager.fingerprint, "plan": plan.as_dict()})
+        return plan
     epochs_mode = cfg.steps is None  # steps null: epochs of the loader, validated once per epoch
     if epochs_mode:
         explicit.update(steps=1, val_interval=1)  # placeholders: only patch and batch are planned

@@ -73,6 +73,11 @@ def train(
     synthetic: Annotated[
         Path | None, typer.Option(help="Pair folder of synthetic pairs to mix in (augment stage output).")
     ] = None,
+    plan_of: Annotated[
+        Path | None, typer.Option(help="Metrics file of another train run (metrics/train_real.json): train its "
+                                       "plan (patch, batch, steps, validations) instead of planning one, so that "
+                                       "the variants compared differ only in their data.")
+    ] = None,
     models: segmenter.ModelsOption = Path("models"),
     metrics: segmenter.MetricsOption = None,
     plots: segmenter.PlotsOption = None,
@@ -92,13 +97,13 @@ def train(
         common, cfg = ctx.params.common, ctx.params.train
         ctx.tracker.set_tags({"ganseg.variant": variant})
         try:
-            _train(ctx, common, cfg, variant, data, synthetic, paths, progress)
+            _train(ctx, common, cfg, variant, data, synthetic, plan_of, paths, progress)
         finally:
             distributed.shutdown()
 
 
 def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path, synthetic: Path | None,
-           paths: segmenter.OutputPaths, progress: bool | None) -> None:
+           plan_of: Path | None, paths: segmenter.OutputPaths, progress: bool | None) -> None:
     started = time.perf_counter()
     device = select_device(common.device)
     info = distributed.init_distributed(device)
@@ -151,7 +156,10 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
 
     # -- the plan: patch, batch, steps; explicit params win, "auto" ones are planned --------
     resolved = ctx.resolved_config()
-    fingerprint_key = config_fingerprint(resolved, variant, pairs_digest(real, val, pool), ignore=NOT_FINGERPRINTED)
+    inherited = (plan_of, segmenter.read_plan_of(plan_of)) if plan_of is not None else None
+    # An inherited plan is part of what is trained: a checkpoint of another plan is not resumed.
+    fingerprint_key = config_fingerprint(resolved, variant, pairs_digest(real, val, pool),
+                                         *([inherited[1].as_dict()] if inherited else []), ignore=NOT_FINGERPRINTED)
     manager = CheckpointManager(paths.checkpoints, fingerprint_key, config=resolved)
     plan = segmenter.training_plan(
         "train", cfg, data=data, model=model, criterion=criterion, val=val, manager=manager,
@@ -160,7 +168,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         validate=validate_images,
         depth=unet_config.down_samplings, common=common, device=device, dtype=dtype, memory_format=memory_format,
         make_optimizer=lambda m: build_optimizer(m.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay),
-        say=say, label=f"train[{variant}]",
+        say=say, label=f"train[{variant}]", inherited=inherited,
     )
     ctx.tracker.log_params({f"plan/{key}": value for key, value in plan.as_params().items()})
     patches = PatchPlan.for_masks(masks, plan.patch_size, cfg.foreground_share, seed=common.seed)
@@ -267,6 +275,7 @@ def _train(ctx, common: CommonConfig, cfg: TrainConfig, variant: str, data: Path
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch,
         "plan": plan.as_params(),
+        "plan_of": str(plan_of) if plan_of is not None else None,
         "stopped_early": state.stopped_early,
         "data": {"real_pairs": len(real), "val_pairs": len(val), "val_pairs_scored": len(val_subset),
                  "synthetic_pool": len(pool) if mixed else 0,

@@ -320,6 +320,14 @@ class SegmenterPlan:
         params.update({f"reason/{key}": line[:500] for key, line in self.reasons.items()})
         return params
 
+    @classmethod
+    def from_params(cls, params: dict) -> SegmenterPlan:
+        """The inverse of :meth:`as_params` (a metrics file's ``plan``)."""
+        return cls(**{key: params[key] for key in PLAN_KEYS}, expected_minutes=float(params["expected_minutes"]),
+                   val_share=float(params.get("val_share", 1.0)),
+                   reasons={key.removeprefix("reason/"): line for key, line in params.items()
+                            if key.startswith("reason/")})
+
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -266,3 +266,45 @@ def test_a_time_budget_too_small_for_one_step_and_validation_is_one_line(tmp_pat
     assert result.exit_code == 1
     assert "train.time_budget_minutes" in _error_line(result)
     assert not (tmp_path / "models" / "unet_real.pt").exists()
+
+
+def test_plan_of_trains_the_real_variants_plan_without_measuring(tmp_path, monkeypatch):
+    """The synthetic variant, as dvc.yaml runs it, trains the plan of the real one: the same
+    patch, batch, steps and validations, so a comparison of the two differs only in its data."""
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path / "params.yaml", {
+        "common": {"image_size": SIDE},
+        "prepare": {"synthetic": {"num_images": 24}},
+        "train": {"time_budget_minutes": 0.1, "model": {"depth": 2, "base_width": 4}, "overlay_images": 1},
+    })
+    assert runner.invoke(app, ["prepare", "--params", str(params)]).exit_code == 0
+    assert runner.invoke(app, ["train", "--params", str(params), "--variant", "real"]).exit_code == 0
+    write_pair_folder(tmp_path / "data" / "synthetic", 10, seed=9, prefix="gan")
+    result = runner.invoke(app, ["train", "--params", str(params), "--variant", "synthetic",
+                                 "--synthetic", "data/synthetic", "--plan-of", "metrics/train_real.json"])
+    assert result.exit_code == 0, result.output
+    real = json.loads(Path("metrics/train_real.json").read_text())
+    synthetic = json.loads(Path("metrics/train_synthetic.json").read_text())
+    keys = ("patch_size", "batch_size", "steps", "val_interval", "val_share")
+    assert {k: synthetic["plan"][k] for k in keys} == {k: real["plan"][k] for k in keys}
+    assert synthetic["run"]["optimizer_steps"] == real["run"]["optimizer_steps"] == real["plan"]["steps"]
+    assert synthetic["plan_of"] == "metrics/train_real.json" and real["plan_of"] is None
+    assert "s per network step of" not in result.stderr  # nothing measured
+    assert "the plan of metrics/train_real.json, trained as it is" in result.stderr
+    assert synthetic["plan"]["reason/steps"].startswith("as in metrics/train_real.json (--plan-of): ")
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, "no such file"),
+    ('{"val": {"dice": 0.5}}', "not a train metrics file with a 'plan'"),
+])
+def test_a_plan_of_file_that_is_missing_or_holds_no_plan_is_one_line(tmp_path, monkeypatch, content, expected):
+    monkeypatch.chdir(tmp_path)
+    make_project(tmp_path)
+    if content is not None:
+        Path("plan.json").write_text(content)
+    result = runner.invoke(app, train_args("real", "--plan-of", "plan.json"))
+    assert result.exit_code == 1
+    line = _error_line(result)
+    assert line.startswith("error: plan.json: ") and expected in line and "--plan-of" in line
+    assert not Path("models").exists()
