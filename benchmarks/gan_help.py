@@ -1,8 +1,11 @@
-"""Does GAN augmentation help at few labels? The whole pipeline on DSB 2018, once per seed.
+"""Does GAN augmentation help at few labels? The whole pipeline on DSB 2018 (or, with
+``--embedded``, on params.yaml's own few-label data), once per seed.
 
     .venv/bin/python benchmarks/gan_help.py --seeds 1 2 3 --out /tmp/gan_help
     .venv/bin/python benchmarks/gan_help.py --seeds 1 2 3 --out /tmp/no_diffaug \\
         --set augment.objective.diffaugment=[]            # one row of an ablation
+    .venv/bin/python benchmarks/gan_help.py --embedded --seeds 1 2 3 --out /tmp/spade \\
+        --set augment.model=spade                         # the embedded default data (minutes a seed)
 
 Per seed, in ``<out>/seed_<k>``: ``params.yaml`` (params.yaml + ``params/dsb.overrides`` + the
 seed + every ``--set``), then the stages exactly as ``dvc.yaml`` runs them (its ``cmd`` lines:
@@ -102,10 +105,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--set", dest="sets", action="append", default=[], help="key=value (YAML), repeatable")
     parser.add_argument("--data", type=Path, default=DSB)
+    parser.add_argument("--embedded", action="store_true",
+                        help="params.yaml's own data (the embedded few-label set) instead of DSB and its overrides")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     out = args.out.resolve()
-    base = _deep_merge(load_yaml(REPO / "params.yaml"), nested(dsb_overrides(args.data.resolve())))
+    base = load_yaml(REPO / "params.yaml")
+    if not args.embedded:
+        base = _deep_merge(base, nested(dsb_overrides(args.data.resolve())))
     base = _deep_merge(base, nested(args.sets))
     base = _deep_merge(base, {"evaluate": {"registry": {"enabled": False}}})
     commands = stage_commands(REPO / "dvc.yaml")

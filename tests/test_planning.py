@@ -16,6 +16,7 @@ from ganseg.planning import (
     DatasetFingerprint,
     DeviceBudget,
     ObjectStats,
+    SegmenterPlan,
     describe_device,
     estimate_training_bytes,
     fingerprint,
@@ -305,3 +306,11 @@ def test_plan_validation_share_keeps_its_floor_an_explicit_value_and_the_whole_o
     assert plan(validation=12.0, min_val_share=0.1).val_share == 1.0  # 10 x 12 s fit 20% of 15 min
     # steps set in params: the user chose the validations; they score everything
     assert plan(validation=46.0, min_val_share=0.1, explicit={"steps": 500}).val_share == 1.0
+
+
+def test_a_plan_read_back_from_its_metrics_params_is_the_same_plan():
+    """--plan-of reads a metrics file's flat ``plan``; the round trip keeps every value
+    (the share as rounded for MLflow, 4 digits)."""
+    plan = SegmenterPlan(patch_size=144, batch_size=8, steps=4725, val_interval=189, expected_minutes=49.78,
+                         val_share=0.3438, reasons={"steps": "50 min budget", "patch_size": "set in params"})
+    assert SegmenterPlan.from_params(json.loads(json.dumps(plan.as_params()))) == plan
