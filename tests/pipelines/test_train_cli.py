@@ -232,17 +232,23 @@ def test_bad_variant_name_is_refused(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "--variant" in result.stderr
 
 
-def test_auto_plans_patch_batch_and_steps_from_the_fingerprint_and_a_measured_rate(tmp_path, monkeypatch):
-    """The defaults: prepare writes the fingerprint, train measures its step rate and plans for
-    its time budget; the plan is printed, in the metrics and in the model's config, and steps
-    are whole validation intervals."""
-    monkeypatch.chdir(tmp_path)
-    params = write_params(tmp_path / "params.yaml", {
+def prepared_auto_project(root: Path) -> Path:
+    """Prepare's embedded data and the planned defaults (a 0.1-min budget); the params path."""
+    params = write_params(root / "params.yaml", {
         "common": {"image_size": SIDE},
         "prepare": {"synthetic": {"num_images": 24}},
         "train": {"time_budget_minutes": 0.1, "model": {"depth": 2, "base_width": 4}, "overlay_images": 1},
     })
     assert runner.invoke(app, ["prepare", "--params", str(params)]).exit_code == 0
+    return params
+
+
+def test_auto_plans_patch_batch_and_steps_from_the_fingerprint_and_a_measured_rate(tmp_path, monkeypatch):
+    """The defaults: prepare writes the fingerprint, train measures its step rate and plans for
+    its time budget; the plan is printed, in the metrics and in the model's config, and steps
+    are whole validation intervals."""
+    monkeypatch.chdir(tmp_path)
+    params = prepared_auto_project(tmp_path)
     result = runner.invoke(app, ["train", "--params", str(params), "--variant", "real"])
     assert result.exit_code == 0, result.output
     plan = json.loads((tmp_path / "metrics" / "train_real.json").read_text())["plan"]
@@ -272,12 +278,7 @@ def test_plan_of_trains_the_real_variants_plan_without_measuring(tmp_path, monke
     """The synthetic variant, as dvc.yaml runs it, trains the plan of the real one: the same
     patch, batch, steps and validations, so a comparison of the two differs only in its data."""
     monkeypatch.chdir(tmp_path)
-    params = write_params(tmp_path / "params.yaml", {
-        "common": {"image_size": SIDE},
-        "prepare": {"synthetic": {"num_images": 24}},
-        "train": {"time_budget_minutes": 0.1, "model": {"depth": 2, "base_width": 4}, "overlay_images": 1},
-    })
-    assert runner.invoke(app, ["prepare", "--params", str(params)]).exit_code == 0
+    params = prepared_auto_project(tmp_path)
     assert runner.invoke(app, ["train", "--params", str(params), "--variant", "real"]).exit_code == 0
     write_pair_folder(tmp_path / "data" / "synthetic", 10, seed=9, prefix="gan")
     result = runner.invoke(app, ["train", "--params", str(params), "--variant", "synthetic",
