@@ -84,11 +84,12 @@ def nested(assignments: list[str]) -> dict:
     return tree
 
 
-def run_seed(folder: Path, params: dict, commands: dict[str, list[str]]) -> dict[str, float]:
+def run_seed(folder: Path, params: dict, commands: dict[str, list[str]],
+             stages: tuple[str, ...] = STAGES) -> dict[str, float]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     times = {}
-    for stage in STAGES:
+    for stage in stages:
         if (folder / "done" / stage).exists():  # a rerun after a kill skips finished stages
             continue
         start = time.perf_counter()

@@ -1,0 +1,92 @@
+"""Is semi-supervised adversarial fine-tuning worth more than the same steps without it?
+
+    .venv/bin/python benchmarks/finetune_control.py --seeds 1 2 3 --out /tmp/ft_control \\
+        --set train.steps=800 --set train.val_interval=100 --set train.patch_size=128 \\
+        --set train.batch_size=8 --set evaluate.mirror=false
+
+Fine-tuning trains more steps on top of its start, so "fine-tuned - real" mixes the
+adversarial and unlabeled losses with training length. This runs, per seed on DSB 2018 with
+``params/dsb.overrides`` (or ``--embedded``: params.yaml's own data), the stages with
+``dvc.yaml``'s command lines, and no GAN:
+
+- ``prepare``, then ``train --variant real``;
+- ``finetune --start models/unet_real.pt --variant semi``: the finetune block as configured
+  (adversarial loss, and the unlabeled images of prepare's split when ``unlabeled.enabled``);
+- ``finetune --start models/unet_real.pt --variant continued``, the control: the same block,
+  start, steps, batch, learning-rate schedule, augmentation and best-validation choice, with
+  ``adv_weight: 0`` and ``unlabeled.enabled: false``, so the only difference is what the
+  discriminator and the unlabeled images add;
+- ``evaluate`` of real, continued and semi on the shared test split, then ``aggregate --run``
+  over the seeds (``<out>/seeds.md``): continued - real (what more steps buy), semi - real
+  (the issue's comparison) and semi - continued (what the adversarial fine-tuning itself buys),
+  each with its verdict over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
+
+from benchmarks.gan_help import dsb_overrides, nested, run_seed, stage_commands
+from benchmarks.quality_bench import DSB, PYTHON, run_checked
+from ganseg.config.base import _deep_merge, load_yaml
+
+VARIANTS = ["real", "continued", "semi"]
+STAGES = ("prepare", "train@real", "finetune@semi", "finetune@continued", "evaluate")
+CONTROL = {"finetune": {"adv_weight": 0.0, "unlabeled": {"enabled": False}}}
+
+
+def commands() -> dict[str, list[str]]:
+    """dvc.yaml's lines for prepare, train@real and evaluate; its finetune line from the real model."""
+    dvc = stage_commands(REPO / "dvc.yaml")
+
+    def finetune(variant: str, params: str) -> list[str]:
+        words = list(dvc["finetune"])
+        words[words.index("--start") + 1] = "models/unet_real.pt"
+        words[words.index("--params") + 1] = params
+        return [*words, "--variant", variant]
+
+    return {"prepare": dvc["prepare"], "train@real": dvc["train@real"], "evaluate": dvc["evaluate"],
+            "finetune@semi": finetune("semi", "params.yaml"),
+            "finetune@continued": finetune("continued", "params_continued.yaml")}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="key=value (YAML), repeatable")
+    parser.add_argument("--data", type=Path, default=DSB)
+    parser.add_argument("--embedded", action="store_true", help="params.yaml's own data instead of DSB")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    out = args.out.resolve()
+    base = load_yaml(REPO / "params.yaml")
+    if not args.embedded:
+        base = _deep_merge(base, nested(dsb_overrides(args.data.resolve())))
+    base = _deep_merge(base, nested(args.sets))
+    base = _deep_merge(base, {"evaluate": {"variants": VARIANTS, "baseline": "real", "registry": {"enabled": False}}})
+    lines = commands()
+    times = {}
+    for seed in args.seeds:
+        params = _deep_merge(base, {"common": {"seed": seed}})
+        folder = out / f"seed_{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "params_continued.yaml").write_text(yaml.safe_dump(_deep_merge(params, CONTROL), sort_keys=False))
+        times[seed] = run_seed(folder, params, lines, STAGES)
+    folders = [arg for seed in args.seeds for arg in ("--run", str(out / f"seed_{seed}"))]
+    run_checked([PYTHON, "-m", "pipelines", "aggregate", *folders, "--out", str(out / "seeds.md")],
+                out, out / "aggregate.log", "aggregate")
+    (out / "times.json").write_text(json.dumps(times, indent=1))
+    print((out / "seeds.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
