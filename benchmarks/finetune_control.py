@@ -24,8 +24,6 @@ adversarial and unlabeled losses with training length. This runs, per seed on DS
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -35,9 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
-from benchmarks.gan_help import dsb_overrides, nested, run_seed, stage_commands
-from benchmarks.quality_bench import DSB, PYTHON, run_checked
-from ganseg.config.base import _deep_merge, load_yaml
+from benchmarks.gan_help import aggregate_seeds, base_params, run_seed, seed_params, seeds_arguments, stage_commands
+from ganseg.config.base import _deep_merge
 
 VARIANTS = ["real", "continued", "semi"]
 STAGES = ("prepare", "train@real", "finetune@semi", "finetune@continued", "evaluate")
@@ -60,32 +57,16 @@ def commands() -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--set", dest="sets", action="append", default=[], help="key=value (YAML), repeatable")
-    parser.add_argument("--data", type=Path, default=DSB)
-    parser.add_argument("--embedded", action="store_true", help="params.yaml's own data instead of DSB")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    out = args.out.resolve()
-    base = load_yaml(REPO / "params.yaml")
-    if not args.embedded:
-        base = _deep_merge(base, nested(dsb_overrides(args.data.resolve())))
-    base = _deep_merge(base, nested(args.sets))
-    base = _deep_merge(base, {"evaluate": {"variants": VARIANTS, "baseline": "real", "registry": {"enabled": False}}})
+    args = seeds_arguments(__doc__, argv)
+    base = base_params(args, evaluate={"variants": VARIANTS, "baseline": "real"})
     lines = commands()
     times = {}
     for seed in args.seeds:
-        params = _deep_merge(base, {"common": {"seed": seed}})
-        folder = out / f"seed_{seed}"
+        params, folder = seed_params(base, seed), args.out / f"seed_{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "params_continued.yaml").write_text(yaml.safe_dump(_deep_merge(params, CONTROL), sort_keys=False))
         times[seed] = run_seed(folder, params, lines, STAGES)
-    folders = [arg for seed in args.seeds for arg in ("--run", str(out / f"seed_{seed}"))]
-    run_checked([PYTHON, "-m", "pipelines", "aggregate", *folders, "--out", str(out / "seeds.md")],
-                out, out / "aggregate.log", "aggregate")
-    (out / "times.json").write_text(json.dumps(times, indent=1))
-    print((out / "seeds.md").read_text())
+    aggregate_seeds(args.out, times)
 
 
 if __name__ == "__main__":

@@ -101,8 +101,9 @@ def run_seed(folder: Path, params: dict, commands: dict[str, list[str]],
     return times
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def seeds_arguments(doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options every seeds protocol takes (``--seeds --set --data --embedded --out``)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--set", dest="sets", action="append", default=[], help="key=value (YAML), repeatable")
     parser.add_argument("--data", type=Path, default=DSB)
@@ -110,22 +111,39 @@ def main(argv: list[str] | None = None) -> None:
                         help="params.yaml's own data (the embedded few-label set) instead of DSB and its overrides")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    out = args.out.resolve()
+    args.out = args.out.resolve()
+    return args
+
+
+def base_params(args: argparse.Namespace, evaluate: dict | None = None) -> dict:
+    """params.yaml, then DSB's overrides (unless ``--embedded``), every ``--set``, ``evaluate``
+    keys, and no registry (a seed's run must not promote models)."""
     base = load_yaml(REPO / "params.yaml")
     if not args.embedded:
         base = _deep_merge(base, nested(dsb_overrides(args.data.resolve())))
     base = _deep_merge(base, nested(args.sets))
-    base = _deep_merge(base, {"evaluate": {"registry": {"enabled": False}}})
-    commands = stage_commands(REPO / "dvc.yaml")
-    times = {}
-    for seed in args.seeds:
-        params = _deep_merge(base, {"common": {"seed": seed}})
-        times[seed] = run_seed(out / f"seed_{seed}", params, commands)
-    folders = [arg for seed in args.seeds for arg in ("--run", str(out / f"seed_{seed}"))]
+    return _deep_merge(base, {"evaluate": {**(evaluate or {}), "registry": {"enabled": False}}})
+
+
+def seed_params(base: dict, seed: int) -> dict:
+    return _deep_merge(base, {"common": {"seed": seed}})
+
+
+def aggregate_seeds(out: Path, times: dict[int, dict[str, float]]) -> None:
+    """``aggregate --run`` over the seed folders -> ``<out>/seeds.md`` (printed), and the stage times."""
+    folders = [arg for seed in times for arg in ("--run", str(out / f"seed_{seed}"))]
     run_checked([PYTHON, "-m", "pipelines", "aggregate", *folders, "--out", str(out / "seeds.md")],
                 out, out / "aggregate.log", "aggregate")
     (out / "times.json").write_text(json.dumps(times, indent=1))
     print((out / "seeds.md").read_text())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = seeds_arguments(__doc__, argv)
+    base = base_params(args)
+    commands = stage_commands(REPO / "dvc.yaml")
+    times = {seed: run_seed(args.out / f"seed_{seed}", seed_params(base, seed), commands) for seed in args.seeds}
+    aggregate_seeds(args.out, times)
 
 
 if __name__ == "__main__":
